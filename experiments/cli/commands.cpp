@@ -1,0 +1,313 @@
+#include "experiments/cli/commands.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "experiments/cli/console.h"
+#include "experiments/cli/runner.h"
+#include "experiments/cli/suite.h"
+#include "experiments/data/dataset.h"
+#include "experiments/losses/loss.h"
+#include "experiments/methods/method.h"
+#include "experiments/models/model.h"
+#include "reporting/report.h"
+#include "store/errors.h"
+
+namespace tb {
+namespace {
+
+namespace fs = std::filesystem;
+using Settings = std::vector<std::pair<std::string, nlohmann::json>>;
+
+std::string DefaultResults() {
+  if (const char* env = std::getenv("TRANSFERBENCH_RESULTS")) return env;
+  return "results";
+}
+
+Settings ParseSettings(const std::vector<std::string>& assignments, const std::string& config_file) {
+  Settings out;
+  if (!config_file.empty()) {
+    std::ifstream in(config_file);
+    if (!in) throw BadInput(fmt::format("--config {}: cannot open file", config_file));
+    nlohmann::json doc;
+    try {
+      doc = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+      throw BadInput(fmt::format("--config {}: not valid JSON ({})", config_file, e.what()));
+    }
+    if (!doc.is_object()) throw BadInput(fmt::format("--config {}: expected a JSON object of options", config_file));
+    for (const auto& [k, v] : doc.items()) out.emplace_back(k, v);
+  }
+  for (const auto& a : assignments) {
+    auto [key, value] = SplitAssignment(a);
+    out.emplace_back(key, nlohmann::json(value));
+  }
+  return out;
+}
+
+void PrintSummary(const RunOutcome& out) {
+  for (const auto& [key, value] : out.summary) std::cout << fmt::format("{:<28} {:.6g}\n", key, value);
+}
+
+int ExitFor(const RunOutcome& out) { return out.status == RunStatus::kFinished ? 0 : out.exit_code; }
+
+// Runs `body`, turning exceptions into one line on stderr and an exit code.
+template <class Body>
+int Guarded(Body&& body) {
+  try {
+    return body();
+  } catch (const BadInput& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const CLI::ParseError& e) {
+    throw;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+int DoRun(const std::string& method, const Settings& settings, const std::string& results, bool verbose,
+          const std::string& suite, const std::vector<std::string>& tags) {
+  RunRequest request;
+  request.method = method;
+  request.settings = settings;
+  request.suite = suite;
+  request.tags = tags;
+  PreparedRun prepared = PrepareRun(request);
+  ExecuteOptions options;
+  options.verbose = verbose;
+  std::cerr << fmt::format("run {} ...\n", prepared.label);
+  RunOutcome out = ExecuteRun(prepared, ResultPaths{results}, options);
+  std::cout << fmt::format("run {} {} in {}\n", out.run_id, ToString(out.status), FormatDuration(out.seconds));
+  PrintSummary(out);
+  if (out.status != RunStatus::kFinished) std::cerr << "error: " << out.error << "\n";
+  return ExitFor(out);
+}
+
+void PrintRunsTable(const std::vector<RunRecord>& runs, RunStore& store) {
+  std::cout << fmt::format("{:<8}  {:<8}  {:<12} {:<13} {:<22} {:>4}  {:<8}  {:>8}  {:>8}\n", "id", "status", "method",
+                           "dataset", "source → target", "seed", "control", "transfer", "preserv.");
+  for (const auto& r : runs) {
+    auto summary = store.Summary(r.id);
+    auto get = [&](const char* k) {
+      auto it = summary.find(k);
+      return it == summary.end() ? std::string("-") : fmt::format("{:.3f}", it->second);
+    };
+    auto cfg = [&](const char* k) { return r.config.contains(k) ? r.config[k].get<std::string>() : std::string("?"); };
+    std::cout << fmt::format("{:<8}  {:<8}  {:<12} {:<13} {:<22} {:>4}  {:<8}  {:>8}  {:>8}\n", r.id.substr(0, 8),
+                             ToString(r.status), r.method, r.dataset, cfg("arch_b") + " → " + cfg("arch_a"), r.seed,
+                             cfg("source"), get("transfer_rate"), get("preservation"));
+  }
+}
+
+}  // namespace
+
+int ExperimentMain(const std::string& method, int argc, char** argv) {
+  CLI::App app{fmt::format("exp_{}: one TransferBench run of method {} (the same as `transferbench run {}`)",
+                           method, method, method)};
+  std::vector<std::string> sets, tags;
+  std::string config_file, results = DefaultResults(), suite;
+  bool verbose = false, list_options = false;
+  app.add_option("--set", sets, "override an option: key=value (repeatable)");
+  app.add_option("--config", config_file, "JSON object of options");
+  app.add_option("--results", results, "results directory (env TRANSFERBENCH_RESULTS)");
+  app.add_option("--suite", suite, "suite name recorded with the run");
+  app.add_option("--tag", tags, "tag recorded with the run (repeatable)");
+  app.add_flag("-v,--verbose", verbose, "echo progress and scalars on stderr");
+  app.add_flag("--options", list_options, "list the options with their defaults");
+  app.footer("\n" + RunHelp(method));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+  if (list_options) {
+    std::cout << RunHelp(method);
+    return 0;
+  }
+  return Guarded([&] { return DoRun(method, ParseSettings(sets, config_file), results, verbose, suite, tags); });
+}
+
+int TransferbenchMain(int argc, char** argv) {
+  CLI::App app{"transferbench: reproducible benchmarks for moving knowledge between neural networks"};
+  app.require_subcommand(1);
+  std::string results = DefaultResults();
+  app.add_option("--results", results, "results directory: runs.db, zoo/, reports/ (env TRANSFERBENCH_RESULTS)");
+  std::vector<std::string> sets;
+  std::string config_file;
+  bool verbose = false;
+
+  int code = 0;
+  auto* run = app.add_subcommand("run", "run one method once");
+  std::string method, suite_name;
+  std::vector<std::string> tags;
+  run->add_option("method", method, "method name (see `transferbench list methods`)")->required();
+  run->add_option("--set", sets, "override an option: key=value (repeatable)");
+  run->add_option("--config", config_file, "JSON object of options");
+  run->add_option("--suite", suite_name, "suite name recorded with the run");
+  run->add_option("--tag", tags, "tag recorded with the run (repeatable)");
+  run->add_flag("-v,--verbose", verbose, "echo progress and scalars on stderr");
+  run->callback([&] {
+    code = Guarded([&] { return DoRun(method, ParseSettings(sets, config_file), results, verbose, suite_name, tags); });
+  });
+
+  auto* nightly = app.add_subcommand("nightly", "run the nightly suite (resumes: finished configs are skipped)");
+  bool quick = false;
+  nightly->add_flag("--quick", quick, "the small version for tests (nightly_quick.json)");
+  nightly->add_option("--set", sets, "override an option in every run: key=value");
+  nightly->add_flag("-v,--verbose", verbose, "echo progress and scalars on stderr");
+
+  auto* suite_cmd = app.add_subcommand("suite", "run a suite file (resumes like nightly)");
+  std::string suite_file;
+  suite_cmd->add_option("file", suite_file, "suite JSON file")->required();
+  suite_cmd->add_option("--set", sets, "override an option in every run: key=value");
+  suite_cmd->add_flag("-v,--verbose", verbose, "echo progress and scalars on stderr");
+
+  auto run_suite = [&](const std::string& path) {
+    code = Guarded([&] {
+      Suite s = LoadSuite(path);
+      std::cerr << fmt::format("suite {}: {} runs from {}\n", s.name, s.runs.size(), path);
+      SuiteResult r = RunSuite(s, ResultPaths{results}, ParseSettings(sets, ""), verbose);
+      std::ifstream md(r.report_paths.front());
+      std::cout << md.rdbuf() << "\n";
+      std::cout << fmt::format("suite {}: {} ran ({} failed), {} already done, {} wall\n", s.name, r.ran, r.failed,
+                               r.skipped, FormatDuration(r.seconds));
+      std::cout << fmt::format("report: {}\n", fmt::join(r.report_paths, "  "));
+      std::cout << fmt::format("runs: {}\n", ResultPaths{results}.store_path());
+      return r.failed > 0 ? 1 : 0;
+    });
+  };
+  nightly->callback([&] { run_suite(SuitesDir() + (quick ? "/nightly_quick.json" : "/nightly.json")); });
+  suite_cmd->callback([&] { run_suite(suite_file); });
+
+  auto* report = app.add_subcommand("report", "write a suite's comparison tables (md, tex, csv) and print one");
+  std::string report_suite = "nightly", format = "md";
+  report->add_option("--suite", report_suite, "suite whose runs go in the table (\"\" for all)");
+  report->add_option("--format", format, "format to print")->check(CLI::IsMember({"md", "tex", "csv"}));
+  report->callback([&] {
+    code = Guarded([&] {
+      ResultPaths paths{results};
+      if (!fs::exists(paths.store_path())) throw BadInput(fmt::format("{}: no run store here (run something first)", paths.store_path()));
+      RunStore store(paths.store_path());
+      Table t = BuildTable(store, NightlyTableSpec(report_suite));
+      auto written = WriteTable(t, paths.reports_dir(), report_suite.empty() ? "all" : report_suite);
+      std::cout << (format == "md" ? RenderMarkdown(t) : format == "tex" ? RenderLatex(t) : RenderCsv(t));
+      std::cerr << fmt::format("written: {}\n", fmt::join(written, "  "));
+      return 0;
+    });
+  });
+
+  auto* ls = app.add_subcommand("ls", "list runs, newest first");
+  std::string ls_suite, ls_method, ls_status;
+  int ls_limit = 50;
+  ls->add_option("--suite", ls_suite, "only this suite");
+  ls->add_option("--method", ls_method, "only this method");
+  ls->add_option("--status", ls_status, "only this status")->check(CLI::IsMember({"running", "finished", "failed", "crashed"}));
+  ls->add_option("-n,--limit", ls_limit, "at most this many runs (0: all)");
+  ls->callback([&] {
+    code = Guarded([&] {
+      ResultPaths paths{results};
+      if (!fs::exists(paths.store_path())) throw BadInput(fmt::format("{}: no run store here", paths.store_path()));
+      RunStore store(paths.store_path());
+      RunFilter f;
+      if (!ls_suite.empty()) f.suite = ls_suite;
+      if (!ls_method.empty()) f.method = ls_method;
+      if (!ls_status.empty()) f.status = ParseRunStatus(ls_status);
+      f.limit = ls_limit;
+      PrintRunsTable(store.ListRuns(f), store);
+      return 0;
+    });
+  });
+
+  auto* show = app.add_subcommand("show", "show one run: config, environment, summary");
+  std::string show_id;
+  show->add_option("run", show_id, "run id or unique prefix")->required();
+  show->callback([&] {
+    code = Guarded([&] {
+      RunStore store(ResultPaths{results}.store_path());
+      auto r = store.GetRun(show_id);
+      if (!r) throw BadInput(fmt::format("run '{}': no such run in {}", show_id, store.path()));
+      std::cout << fmt::format("run       {}\nstatus    {}{}\nmethod    {}\nsuite     {}\nscenario  {}\ndataset   {}\n"
+                               "seed      {}\nhost      {} (pid {})\ngit       {}{}\nconfig hash {}\n",
+                               r->id, ToString(r->status),
+                               r->exit_code ? fmt::format(" (exit code {})", *r->exit_code) : "", r->method, r->suite,
+                               r->scenario, r->dataset, r->seed, r->host, r->pid, r->git_commit,
+                               r->git_dirty ? " (dirty)" : "", r->config_hash);
+      if (!r->error.empty()) std::cout << "error     " << r->error << "\n";
+      if (!r->tags.empty()) std::cout << fmt::format("tags      {}\n", fmt::join(r->tags, ", "));
+      std::cout << "config\n" << r->config.dump(2) << "\nenvironment\n" << r->environment.dump(2) << "\nsummary\n";
+      for (const auto& [k, v] : store.Summary(r->id)) std::cout << fmt::format("  {:<28} {:.6g}\n", k, v);
+      std::cout << fmt::format("metrics   {} rows\n", store.Metrics(r->id).size());
+      return 0;
+    });
+  });
+
+  auto* reproduce = app.add_subcommand("reproduce", "re-run a stored run's config and report any difference");
+  std::string reproduce_id;
+  reproduce->add_option("run", reproduce_id, "run id or unique prefix")->required();
+  reproduce->callback([&] {
+    code = Guarded([&] {
+      ResultPaths paths{results};
+      RunStore store(paths.store_path());
+      auto r = store.GetRun(reproduce_id);
+      if (!r) throw BadInput(fmt::format("run '{}': no such run in {}", reproduce_id, store.path()));
+      RunRequest request;
+      request.method = r->method;
+      request.suite = "reproduce";
+      request.tags = {"reproduce-of:" + r->id};
+      for (const auto& [k, v] : r->config.items()) {
+        if (k != "method" && k != "dataset_sha256") request.settings.emplace_back(k, v);
+      }
+      PreparedRun prepared = PrepareRun(request);
+      if (prepared.config_hash != r->config_hash) {
+        std::cout << "note: the config hash differs (the dataset files or the defaults changed)\n";
+      }
+      RunOutcome out = ExecuteRun(prepared, paths, ExecuteOptions{});
+      const auto before = store.Summary(r->id);
+      int differences = 0;
+      for (const auto& [k, v] : before) {
+        if (k.rfind("time/", 0) == 0 || k.rfind("zoo/", 0) == 0) continue;  // wall times and cache hits vary
+        auto it = out.summary.find(k);
+        const bool same = it != out.summary.end() && (it->second == v || (std::isnan(it->second) && std::isnan(v)));
+        if (!same) {
+          ++differences;
+          std::cout << fmt::format("DIFF {:<28} {:.17g} -> {}\n", k, v,
+                                   it == out.summary.end() ? std::string("missing") : fmt::format("{:.17g}", it->second));
+        }
+      }
+      std::cout << fmt::format("reproduce {} -> {}: {} differences\n", r->id.substr(0, 8), out.run_id.substr(0, 8), differences);
+      return differences == 0 && out.status == RunStatus::kFinished ? 0 : 1;
+    });
+  });
+
+  auto* list = app.add_subcommand("list", "list registered names: methods, losses, models, datasets");
+  std::string what;
+  list->add_option("what", what, "methods|losses|models|datasets")->required()->check(
+      CLI::IsMember({"methods", "losses", "models", "datasets"}));
+  list->callback([&] {
+    std::vector<std::string> names = what == "methods" ? Methods().Names()
+                                     : what == "losses" ? Losses().Names()
+                                     : what == "models" ? ModelNames()
+                                                        : DatasetNames();
+    for (const auto& n : names) std::cout << n << "\n";
+  });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int exit = app.exit(e);
+    return exit == 0 ? 0 : 2;
+  }
+  return code;
+}
+
+}  // namespace tb

@@ -1,0 +1,137 @@
+#include "experiments/cli/suite.h"
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+
+#include "experiments/cli/console.h"
+#include "reporting/report.h"
+#include "store/errors.h"
+
+namespace tb {
+namespace {
+
+using Ordered = nlohmann::ordered_json;
+
+void Expand(const std::vector<std::pair<std::string, Ordered>>& axes, size_t i,
+            std::vector<std::pair<std::string, nlohmann::json>>& current, const std::string& method,
+            const std::string& suite, std::vector<RunRequest>& out) {
+  if (i == axes.size()) {
+    RunRequest r;
+    r.method = method;
+    r.suite = suite;
+    r.settings = current;
+    r.tags = {suite};
+    out.push_back(std::move(r));
+    return;
+  }
+  const auto& [key, values] = axes[i];
+  for (const auto& v : values) {
+    if (key == "method") {
+      Expand(axes, i + 1, current, v.get<std::string>(), suite, out);
+    } else {
+      current.emplace_back(key, nlohmann::json::parse(v.dump()));
+      Expand(axes, i + 1, current, method, suite, out);
+      current.pop_back();
+    }
+  }
+}
+
+}  // namespace
+
+std::string SuitesDir() { return (std::filesystem::path(TB_SOURCE_DIR) / "experiments" / "suites").string(); }
+
+Suite LoadSuite(const std::string& path, const std::string& name_override) {
+  std::ifstream in(path);
+  if (!in) throw BadInput(fmt::format("{}: cannot open suite file", path));
+  Ordered doc;
+  try {
+    doc = Ordered::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw BadInput(fmt::format("{}: not valid JSON ({})", path, e.what()));
+  }
+  if (!doc.is_object() || !doc.contains("name") || !doc["name"].is_string() || !doc.contains("matrix") ||
+      !doc["matrix"].is_array()) {
+    throw BadInput(fmt::format("{}: expected an object with \"name\" (string) and \"matrix\" (array)", path));
+  }
+  for (const auto& [key, value] : doc.items()) {
+    if (key != "name" && key != "description" && key != "set" && key != "matrix") {
+      throw BadInput(fmt::format("{}: unknown key \"{}\" (accepted: name, description, set, matrix)", path, key));
+    }
+  }
+  Suite s;
+  s.path = path;
+  s.name = name_override.empty() ? doc["name"].get<std::string>() : name_override;
+  std::vector<std::pair<std::string, nlohmann::json>> common;
+  if (doc.contains("set")) {
+    if (!doc["set"].is_object()) throw BadInput(fmt::format("{}: \"set\" must be an object", path));
+    for (const auto& [k, v] : doc["set"].items()) common.emplace_back(k, nlohmann::json::parse(v.dump()));
+  }
+  for (const auto& entry : doc["matrix"]) {
+    if (!entry.is_object() || !entry.contains("method")) {
+      throw BadInput(fmt::format("{}: each matrix entry must be an object with a \"method\"", path));
+    }
+    std::vector<std::pair<std::string, Ordered>> axes;
+    for (const auto& [k, v] : entry.items()) {
+      Ordered values = v.is_array() ? v : Ordered::array({v});
+      if (values.empty()) throw BadInput(fmt::format("{}: matrix key \"{}\" has no values", path, k));
+      if (k == "method") {
+        for (const auto& m : values) {
+          if (!m.is_string()) throw BadInput(fmt::format("{}: method {}: expected a name", path, m.dump()));
+        }
+      }
+      axes.emplace_back(k, values);
+    }
+    auto current = common;
+    Expand(axes, 0, current, "", s.name, s.runs);
+  }
+  return s;
+}
+
+SuiteResult RunSuite(const Suite& suite, const ResultPaths& paths,
+                     const std::vector<std::pair<std::string, nlohmann::json>>& extra_settings, bool verbose) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<PreparedRun> prepared;
+  for (RunRequest r : suite.runs) {
+    r.settings.insert(r.settings.end(), extra_settings.begin(), extra_settings.end());
+    try {
+      prepared.push_back(PrepareRun(r));
+    } catch (const BadInput& e) {
+      throw BadInput(fmt::format("{}: run {} ({}): {}", suite.path, prepared.size() + 1, r.method, e.what()));
+    }
+  }
+  SuiteResult result;
+  Progress progress(static_cast<int64_t>(prepared.size()));
+  ExecuteOptions options;
+  options.skip_finished = true;
+  options.verbose = verbose;
+  for (auto& run : prepared) {
+    progress.Start(run.label);
+    RunOutcome out = ExecuteRun(run, paths, options);
+    std::string line;
+    if (out.status == RunStatus::kFinished) {
+      line = fmt::format("{}transfer {:.3f} preservation {:.3f}  {}", out.skipped ? "(done before) " : "",
+                         out.summary["transfer_rate"], out.summary["preservation"],
+                         out.skipped ? "" : FormatDuration(out.seconds));
+    } else {
+      line = "FAILED: " + out.error;
+    }
+    progress.Done(run.label, line, !out.skipped);
+    if (out.skipped) {
+      ++result.skipped;
+    } else {
+      ++result.ran;
+      if (out.status != RunStatus::kFinished) ++result.failed;
+    }
+  }
+  progress.Finish();
+  RunStore store(paths.store_path());
+  Table table = BuildTable(store, NightlyTableSpec(suite.name));
+  result.report_paths = WriteTable(table, paths.reports_dir(), suite.name);
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return result;
+}
+
+}  // namespace tb

@@ -1,0 +1,47 @@
+// Suites: JSON files listing methods x scenarios x seeds x options. Each matrix entry maps
+// option names (and "method") to a value or a list of values; the runs are the cartesian
+// product, in the order the keys are written. "set" holds settings common to every run.
+//
+//   {"name": "nightly",
+//    "set": {"train.epochs": 5},
+//    "matrix": [{"dataset": ["mnist", "fashion-mnist"], "arch": ["wide", "deep"],
+//                "seed": [0, 1, 2], "method": ["direct_copy", "finetune"],
+//                "source": ["trained", "shuffled"]}]}
+//
+//   tb::Suite s = tb::LoadSuite("experiments/suites/nightly.json");
+//   tb::SuiteResult r = tb::RunSuite(s, paths, extra_settings, options);
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "experiments/cli/runner.h"
+
+namespace tb {
+
+struct Suite {
+  std::string name;
+  std::string path;
+  std::vector<RunRequest> runs;
+};
+
+// Parses and expands a suite file; BadInput names the file and the problem.
+Suite LoadSuite(const std::string& path, const std::string& name_override = "");
+
+// The directory of the built-in suite files.
+std::string SuitesDir();
+
+struct SuiteResult {
+  int64_t ran = 0, skipped = 0, failed = 0;
+  double seconds = 0;
+  std::vector<std::string> report_paths;
+};
+
+// Prepares every run first (so a bad entry stops the suite before anything runs), then runs
+// those whose config hash has not finished yet, and writes the suite's report.
+SuiteResult RunSuite(const Suite& suite, const ResultPaths& paths,
+                     const std::vector<std::pair<std::string, nlohmann::json>>& extra_settings, bool verbose);
+
+}  // namespace tb

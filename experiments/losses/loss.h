@@ -1,0 +1,64 @@
+// Losses: named, differentiable functions over a model's outputs (and, for later families,
+// weights or features), with declared options, registered with TB_REGISTER_LOSS. Methods that
+// train anything (distillation, merging, ...) look them up by name.
+//
+//   auto loss = tb::Losses().Find("kd").make();
+//   loss->options().SetText("temperature", "4");
+//   torch::Tensor l = loss->Compute({student_logits, teacher_logits, labels});
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "store/options.h"
+#include "store/registry.h"
+
+namespace tb {
+
+// What a loss may look at; a loss documents which fields it needs and checks them.
+struct LossInputs {
+  torch::Tensor logits;          // [N, C] of the model being trained
+  torch::Tensor teacher_logits;  // [N, C] of a reference model, if any
+  torch::Tensor labels;          // [N] int64, if any
+};
+
+class Loss {
+ public:
+  virtual ~Loss() = default;
+  virtual Options& options() = 0;
+  virtual torch::Tensor Compute(const LossInputs& in) = 0;
+};
+
+template <class OptionsStruct>
+class LossWithOptions : public Loss {
+ public:
+  LossWithOptions() { opts_.Bind(options_); }
+  Options& options() override { return options_; }
+  const OptionsStruct& opts() const { return opts_; }
+
+ private:
+  OptionsStruct opts_;
+  Options options_;
+};
+
+struct LossInfo {
+  std::string name;
+  std::string display_name;
+  std::string reference;
+  std::function<std::unique_ptr<Loss>()> make;
+};
+
+using LossRegistry = Registry<LossInfo>;
+// The registry of losses (constructed on first use).
+LossRegistry& Losses();
+
+#define TB_REGISTER_LOSS(name, Class, display, reference)                                 \
+  static const bool tb_loss_registered_##name = ::tb::Losses().Register( \
+      {#name, display, reference, [] { return std::unique_ptr<::tb::Loss>(new Class()); }})
+
+}  // namespace tb

@@ -1,0 +1,10 @@
+#include "experiments/losses/loss.h"
+
+namespace tb {
+
+LossRegistry& Losses() {
+  static LossRegistry registry("loss");
+  return registry;
+}
+
+}  // namespace tb

@@ -1,0 +1,69 @@
+// Model families and their registry. Every model is a classifier with a named penultimate
+// feature layer and a linear head, so that methods can read features and edit head rows
+// whatever the architecture.
+//
+//   tb::ModelSpec spec{"wide", "relu", "default"};
+//   std::shared_ptr<tb::Classifier> m = tb::MakeModel(spec);    // seeded by torch::manual_seed
+//   torch::Tensor logits = m->forward(images);                  // [N, 10]
+//   torch::Tensor feats = m->Features(images);                  // [N, m->FeatureWidth()]
+//
+// Registered: cnn2464 (2,464 parameters, the weight-merging report's CNN) and the MLP family
+// of the surgery report: mega 784-512-256-128-64-10, wide 784-512-128-10,
+// deep 784-256-256-128-10, superwide 784-2048-10, verydeep 784-64x6-10.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+namespace tb {
+
+struct ModelSpec {
+  std::string arch = "wide";
+  std::string activation = "relu";  // gelu, relu, silu, leakyrelu, sigmoid, tanh
+  std::string init = "default";     // default (LibTorch's), xavier_uniform, xavier_normal,
+                                    // uniform, normal, kaiming_normal, kaiming_uniform
+  int64_t num_classes = 10;
+};
+
+class Classifier : public torch::nn::Module {
+ public:
+  // Penultimate features: everything but the head, activation applied.
+  virtual torch::Tensor Features(const torch::Tensor& images) = 0;
+  // Activations of every hidden layer, input side first; the last one is Features().
+  virtual std::vector<torch::Tensor> HiddenActivations(const torch::Tensor& images) = 0;
+  // The hidden layers' names, input side first ("fc1", "fc2", ... or "conv1", ...).
+  virtual std::vector<std::string> HiddenLayerNames() const = 0;
+  torch::Tensor forward(const torch::Tensor& images) { return head->forward(Features(images)); }
+  int64_t FeatureWidth() const { return head->weight.size(1); }
+  const ModelSpec& spec() const { return spec_; }
+
+  torch::nn::Linear head{nullptr};
+
+ protected:
+  explicit Classifier(ModelSpec spec) : spec_(std::move(spec)) {}
+  ModelSpec spec_;
+};
+
+using ModelPtr = std::shared_ptr<Classifier>;
+
+// Sorted names of the registered architectures.
+std::vector<std::string> ModelNames();
+std::vector<std::string> ActivationNames();
+std::vector<std::string> InitNames();
+
+// A freshly initialised model; the caller seeds torch beforehand. Throws BadInput for an
+// unknown architecture, activation or init, listing the accepted names.
+ModelPtr MakeModel(const ModelSpec& spec);
+
+// A deep copy: a new model of the same spec with every parameter and buffer copied.
+ModelPtr CloneModel(const ModelPtr& model);
+
+int64_t CountParameters(const torch::nn::Module& module);
+
+// Applies an activation by name.
+torch::Tensor Activate(const std::string& activation, const torch::Tensor& x);
+
+}  // namespace tb

@@ -1,0 +1,2 @@
+// Compiled once to build the LibTorch precompiled header that every torch target reuses.
+#include <torch/torch.h>

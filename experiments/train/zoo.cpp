@@ -1,0 +1,90 @@
+#include "experiments/train/zoo.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "store/errors.h"
+#include "store/hash.h"
+
+namespace tb {
+namespace fs = std::filesystem;
+
+nlohmann::json ZooRequest::Spec() const {
+  return {{"dataset", dataset->name},
+          {"dataset_sha256", dataset->sha256},
+          {"arch", model.arch},
+          {"activation", model.activation},
+          {"init", model.init},
+          {"num_classes", model.num_classes},
+          {"classes", classes},
+          {"seed", seed},
+          {"train", train.ToJson()},
+          {"train_per_class", train_per_class},
+          {"trainer_version", kTrainerVersion}};
+}
+
+std::string ZooRequest::Hash() const { return JsonHash(Spec()); }
+
+std::pair<Split, Split> ZooTrainingData(const Dataset& dataset, const std::vector<int64_t>& classes,
+                                        int64_t train_per_class, double val_fraction, uint64_t seed) {
+  Split selected = LimitPerClass(SelectClasses(dataset.train, classes), train_per_class);
+  return CarveValidation(selected, val_fraction, seed);
+}
+
+std::string Zoo::PathFor(const std::string& hash) const { return (fs::path(dir_) / (hash + ".pt")).string(); }
+
+void SaveModel(Classifier& model, const std::string& path) {
+  fs::create_directories(fs::path(path).parent_path());
+  const std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
+  torch::serialize::OutputArchive archive;
+  model.save(archive);
+  archive.save_to(tmp);
+  fs::rename(tmp, path);  // atomic: concurrent readers see the old file or the whole new one
+}
+
+void LoadModel(Classifier& model, const std::string& path) {
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path);
+    model.load(archive);
+  } catch (const c10::Error& e) {
+    throw BadInput(fmt::format("{}: cannot load model ({})", path, e.what_without_backtrace()));
+  }
+}
+
+ZooEntry Zoo::Get(const ZooRequest& request, RunLogger* log, const std::string& prefix) {
+  ZooEntry entry;
+  entry.hash = request.Hash();
+  const std::string path = PathFor(entry.hash);
+  torch::manual_seed(request.seed);
+  entry.model = MakeModel(request.model);
+  entry.model->to(request.device);
+  if (fs::exists(path)) {
+    LoadModel(*entry.model, path);
+    entry.model->eval();
+    if (auto known = store_.GetModel(entry.hash)) entry.metrics = known->metrics;
+    return entry;
+  }
+  auto [fit, val] = ZooTrainingData(*request.dataset, request.classes, request.train_per_class,
+                                    request.train.val_fraction, request.seed);
+  TrainResult r = Train(*entry.model, fit, val, request.train, request.seed, log, prefix);
+  SaveModel(*entry.model, path);
+  entry.trained = true;
+  entry.metrics = {{"val_acc", r.val_acc.empty() ? 0.0 : r.val_acc.back()},
+                   {"loss", r.loss.empty() ? 0.0 : r.loss.back()},
+                   {"epochs_run", r.epochs_run},
+                   {"train_samples", fit.size()}};
+  ModelRecord record;
+  record.hash = entry.hash;
+  record.path = path;
+  record.spec = request.Spec();
+  record.metrics = entry.metrics;
+  record.train_seconds = r.seconds;
+  store_.PutModel(record);
+  return entry;
+}
+
+}  // namespace tb

@@ -1,0 +1,211 @@
+#include "reporting/report.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "store/errors.h"
+
+namespace tb {
+namespace {
+
+std::string KeyValue(const RunRecord& run, const std::string& key) {
+  if (key == "pair") return KeyValue(run, "arch_b") + " → " + KeyValue(run, "arch_a");
+  if (key == "method") return run.method;
+  if (!run.config.contains(key)) return "";
+  const auto& v = run.config.at(key);
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
+std::string FormatCell(const Cell& c, bool percent, bool latex) {
+  if (c.n == 0) return latex ? "--" : "–";
+  const double scale = percent ? 100.0 : 1.0;
+  const char* pm = latex ? " $\\pm$ " : " ± ";
+  if (c.n == 1) return fmt::format("{:.1f}", c.mean * scale);
+  return fmt::format("{:.1f}{}{:.1f}", c.mean * scale, pm, c.std * scale);
+}
+
+std::string LatexEscape(const std::string& s) {
+  std::string out;
+  for (char ch : s) {
+    if (ch == '_' || ch == '%' || ch == '&' || ch == '#' || ch == '$') out += '\\';
+    out += ch;
+  }
+  // The arrow of the pair column.
+  std::string arrow = "→";
+  for (size_t pos; (pos = out.find(arrow)) != std::string::npos;) out.replace(pos, arrow.size(), "$\\rightarrow$");
+  return out;
+}
+
+std::string CsvField(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char ch : s) out += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+  return out + "\"";
+}
+
+}  // namespace
+
+TableSpec NightlyTableSpec(const std::string& suite) {
+  TableSpec s;
+  s.title = fmt::format("TransferBench — suite {}", suite);
+  s.suite = suite;
+  s.group_keys = {"dataset", "method", "pair", "source"};
+  s.group_headers = {"Dataset", "Method", "Source → Target", "Source"};
+  s.metrics = {{"transfer_rate", "Transfer %", true},
+               {"preservation", "Preservation %", true},
+               {"degradation", "Degradation (pts)", false},
+               {"false_transfer", "False transfer %", true},
+               {"joint_acc", "Joint acc %", true}};
+  return s;
+}
+
+Cell Aggregate(const std::vector<double>& values) {
+  Cell c;
+  double sum = 0;
+  for (double v : values) {
+    if (std::isfinite(v)) {
+      sum += v;
+      ++c.n;
+    }
+  }
+  if (c.n == 0) return c;
+  c.mean = sum / static_cast<double>(c.n);
+  if (c.n > 1) {
+    double ss = 0;
+    for (double v : values) {
+      if (std::isfinite(v)) ss += (v - c.mean) * (v - c.mean);
+    }
+    c.std = std::sqrt(ss / static_cast<double>(c.n - 1));
+  }
+  return c;
+}
+
+Table BuildTable(RunStore& store, const TableSpec& spec) {
+  RunFilter filter;
+  if (!spec.suite.empty()) filter.suite = spec.suite;
+  filter.status = RunStatus::kFinished;
+  std::set<std::string> seen_hashes;  // ListRuns is newest first: keep the first of each hash
+  std::map<std::vector<std::string>, std::vector<std::map<std::string, double>>> groups;
+  std::vector<std::vector<std::string>> order;
+  Table table;
+  table.spec = spec;
+  for (const RunRecord& run : store.ListRuns(filter)) {
+    if (!seen_hashes.insert(run.config_hash).second) continue;
+    std::vector<std::string> key;
+    for (const auto& k : spec.group_keys) key.push_back(KeyValue(run, k));
+    if (!groups.count(key)) order.push_back(key);
+    groups[key].push_back(store.Summary(run.id));
+    ++table.runs;
+  }
+  std::sort(order.begin(), order.end());
+  for (const auto& key : order) {
+    TableRow row;
+    row.keys = key;
+    const auto& summaries = groups[key];
+    row.runs = static_cast<int64_t>(summaries.size());
+    for (const auto& m : spec.metrics) {
+      std::vector<double> values;
+      for (const auto& s : summaries) {
+        auto it = s.find(m.key);
+        values.push_back(it == s.end() ? std::nan("") : it->second);
+      }
+      row.cells.push_back(Aggregate(values));
+    }
+    table.rows.push_back(std::move(row));
+  }
+  return table;
+}
+
+std::string RenderMarkdown(const Table& t) {
+  std::string out = fmt::format("## {}\n\n", t.spec.title);
+  std::string header = "|", rule = "|";
+  for (const auto& h : t.spec.group_headers) {
+    header += " " + h + " |";
+    rule += "---|";
+  }
+  for (const auto& m : t.spec.metrics) {
+    header += " " + m.header + " |";
+    rule += "---:|";
+  }
+  header += " n |";
+  rule += "---:|";
+  out += header + "\n" + rule + "\n";
+  for (const auto& row : t.rows) {
+    std::string line = "|";
+    for (const auto& k : row.keys) line += " " + k + " |";
+    for (size_t i = 0; i < row.cells.size(); ++i) line += " " + FormatCell(row.cells[i], t.spec.metrics[i].percent, false) + " |";
+    line += fmt::format(" {} |", row.runs);
+    out += line + "\n";
+  }
+  out += fmt::format("\n{} finished runs; mean ± sample standard deviation over seeds; n = runs per row.\n", t.runs);
+  return out;
+}
+
+std::string RenderLatex(const Table& t) {
+  std::string cols(t.spec.group_headers.size(), 'l');
+  cols += std::string(t.spec.metrics.size() + 1, 'r');
+  std::string out = "% Generated by transferbench report; needs \\usepackage{booktabs}.\n";
+  out += fmt::format("\\begin{{table}}[t]\n\\centering\n\\caption{{{}}}\n\\begin{{tabular}}{{{}}}\n\\toprule\n",
+                     LatexEscape(t.spec.title), cols);
+  std::string header;
+  for (const auto& h : t.spec.group_headers) header += LatexEscape(h) + " & ";
+  for (const auto& m : t.spec.metrics) header += LatexEscape(m.header) + " & ";
+  out += header + "$n$ \\\\\n\\midrule\n";
+  for (const auto& row : t.rows) {
+    std::string line;
+    for (const auto& k : row.keys) line += LatexEscape(k) + " & ";
+    for (size_t i = 0; i < row.cells.size(); ++i) line += FormatCell(row.cells[i], t.spec.metrics[i].percent, true) + " & ";
+    out += line + fmt::format("{} \\\\\n", row.runs);
+  }
+  out += "\\bottomrule\n\\end{tabular}\n\\end{table}\n";
+  return out;
+}
+
+std::string RenderCsv(const Table& t) {
+  std::string out;
+  for (const auto& k : t.spec.group_keys) out += k + ",";
+  for (const auto& m : t.spec.metrics) out += fmt::format("{0}_mean,{0}_std,{0}_n,", m.key);
+  out += "runs\n";
+  for (const auto& row : t.rows) {
+    for (const auto& k : row.keys) out += CsvField(k) + ",";
+    for (const auto& c : row.cells) {
+      if (c.n == 0) {
+        out += ",,0,";
+      } else {
+        out += fmt::format("{:.12g},{:.12g},{},", c.mean, c.std, c.n);
+      }
+    }
+    out += fmt::format("{}\n", row.runs);
+  }
+  return out;
+}
+
+std::vector<std::string> WriteTable(const Table& table, const std::string& dir, const std::string& name) {
+  namespace fs = std::filesystem;
+  fs::create_directories(dir);
+  std::vector<std::string> paths;
+  const std::pair<const char*, std::string> outputs[] = {
+      {"md", RenderMarkdown(table)}, {"tex", RenderLatex(table)}, {"csv", RenderCsv(table)}};
+  for (const auto& [ext, text] : outputs) {
+    const std::string path = (fs::path(dir) / fmt::format("{}.{}", name, ext)).string();
+    const std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
+    {
+      std::ofstream f(tmp, std::ios::binary);
+      if (!f) throw BadInput(fmt::format("{}: cannot write report", tmp));
+      f << text;
+    }
+    fs::rename(tmp, path);
+    paths.push_back(path);
+  }
+  return paths;
+}
+
+}  // namespace tb

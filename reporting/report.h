@@ -1,0 +1,66 @@
+// Comparison tables from the run store: finished runs grouped by config keys, each metric as
+// mean ± sample standard deviation over seeds, with the number of runs. Rendered as Markdown
+// (pull requests), LaTeX booktabs (papers) and CSV (pandas). No torch.
+//
+//   tb::TableSpec spec = tb::NightlyTableSpec("nightly");
+//   tb::Table t = tb::BuildTable(store, spec);
+//   std::string md = tb::RenderMarkdown(t);
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "store/run_store.h"
+
+namespace tb {
+
+struct MetricColumn {
+  std::string key;      // summary key
+  std::string header;   // column title
+  bool percent = false; // fraction shown as a percentage in md/tex (CSV keeps the raw value)
+};
+
+struct TableSpec {
+  std::string title;
+  std::string suite;                    // only runs of this suite ("" = every suite)
+  std::vector<std::string> group_keys;  // config keys; "pair" is arch_b → arch_a
+  std::vector<std::string> group_headers;
+  std::vector<MetricColumn> metrics;
+};
+
+struct Cell {
+  double mean = 0;
+  double std = 0;  // sample standard deviation (n - 1); 0 when n == 1
+  int64_t n = 0;   // runs with a finite value
+};
+
+struct TableRow {
+  std::vector<std::string> keys;
+  std::vector<Cell> cells;
+  int64_t runs = 0;
+};
+
+struct Table {
+  TableSpec spec;
+  std::vector<TableRow> rows;
+  int64_t runs = 0;  // finished runs that went into the table
+};
+
+// The nightly table: dataset × method × model pair × source.
+TableSpec NightlyTableSpec(const std::string& suite);
+
+// Finished runs only; where one config hash finished more than once, the newest counts.
+Table BuildTable(RunStore& store, const TableSpec& spec);
+
+std::string RenderMarkdown(const Table& table);
+std::string RenderLatex(const Table& table);
+std::string RenderCsv(const Table& table);
+
+// Mean and sample standard deviation of the finite values.
+Cell Aggregate(const std::vector<double>& values);
+
+// Writes <dir>/<name>.{md,tex,csv}; returns the three paths.
+std::vector<std::string> WriteTable(const Table& table, const std::string& dir, const std::string& name);
+
+}  // namespace tb

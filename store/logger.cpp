@@ -1,0 +1,83 @@
+#include "store/logger.h"
+
+#include <chrono>
+
+namespace tb {
+
+void FanOutLogger::Scalar(std::string_view key, double value, int64_t step) {
+  for (auto& l : loggers_) l->Scalar(key, value, step);
+}
+void FanOutLogger::Summary(const std::map<std::string, double>& values) {
+  for (auto& l : loggers_) l->Summary(values);
+}
+void FanOutLogger::Text(std::string_view line) {
+  for (auto& l : loggers_) l->Text(line);
+}
+void FanOutLogger::RunEnded(RunStatus status, int exit_code, const std::string& error) {
+  for (auto& l : loggers_) l->RunEnded(status, exit_code, error);
+}
+
+SqliteLogger::SqliteLogger(const std::string& store_path, std::string run_id, size_t flush_rows,
+                           double flush_seconds, double heartbeat_seconds)
+    : store_(store_path),
+      run_id_(std::move(run_id)),
+      flush_rows_(flush_rows),
+      flush_seconds_(flush_seconds),
+      last_flush_(NowSeconds()) {
+  beat_thread_ = std::thread(&SqliteLogger::HeartbeatLoop, this, store_path, heartbeat_seconds);
+}
+
+SqliteLogger::~SqliteLogger() {
+  {
+    std::lock_guard<std::mutex> lock(beat_mutex_);
+    stop_beat_ = true;
+  }
+  beat_cv_.notify_all();
+  if (beat_thread_.joinable()) beat_thread_.join();
+  try {
+    Flush();
+  } catch (...) {
+    // A destructor must not throw; the rows stay lost only if the database is unwritable.
+  }
+}
+
+void SqliteLogger::HeartbeatLoop(std::string store_path, double period) {
+  // Its own connection: a SQLiteCpp connection is not shared between threads.
+  std::unique_ptr<RunStore> store;
+  std::unique_lock<std::mutex> lock(beat_mutex_);
+  while (!beat_cv_.wait_for(lock, std::chrono::duration<double>(period), [&] { return stop_beat_; })) {
+    try {
+      if (!store) store = std::make_unique<RunStore>(store_path);
+      store->Heartbeat(run_id_);
+    } catch (...) {
+      // A busy or briefly unavailable database only delays the next heartbeat.
+    }
+  }
+}
+
+void SqliteLogger::Scalar(std::string_view key, double value, int64_t step) {
+  pending_.push_back(MetricRow{step, std::string(key), value, NowSeconds()});
+  if (pending_.size() >= flush_rows_ || NowSeconds() - last_flush_ >= flush_seconds_) Flush();
+}
+
+void SqliteLogger::Flush() {
+  if (!pending_.empty()) {
+    store_.AppendMetrics(run_id_, pending_);
+    pending_.clear();
+  }
+  last_flush_ = NowSeconds();
+}
+
+void SqliteLogger::Summary(const std::map<std::string, double>& values) {
+  Flush();
+  store_.SetSummary(run_id_, values);
+}
+
+void SqliteLogger::RunEnded(RunStatus status, int exit_code, const std::string& error) {
+  if (ended_) return;
+  Flush();
+  store_.FinishRun(run_id_, status, exit_code, error);
+  ended_ = true;
+}
+
+}  // namespace tb

@@ -1,0 +1,115 @@
+// The command-line tools as a user runs them: separate processes, real files.
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <gtest/gtest.h>
+
+#include "store/run_store.h"
+#include "tests/test_util.h"
+
+namespace tb {
+namespace {
+
+using testing::RunCommand;
+
+const std::string kBin = TB_BIN_DIR;
+
+std::string Tb(const std::string& results, const std::string& args) {
+  return kBin + "/transferbench --results " + results + " " + args;
+}
+
+int64_t CountRows(const std::string& db, const std::string& sql) {
+  SQLite::Database d(db, SQLite::OPEN_READONLY);
+  return d.execAndGet(sql).getInt64();
+}
+
+TEST(CliTest, HelpAndRegistries) {
+  EXPECT_EQ(RunCommand(kBin + "/transferbench --help").exit_code, 0);
+  auto methods = RunCommand(kBin + "/transferbench list methods");
+  EXPECT_EQ(methods.exit_code, 0);
+  EXPECT_EQ(methods.out, "direct_copy\nfinetune\n");
+  EXPECT_EQ(RunCommand(kBin + "/transferbench list models").out, "cnn2464\ndeep\nmega\nsuperwide\nverydeep\nwide\n");
+  EXPECT_EQ(RunCommand(kBin + "/transferbench list datasets").out, "fashion-mnist\nidx\nmnist\n");
+  EXPECT_EQ(RunCommand(kBin + "/transferbench list losses").out, "cross_entropy\nkd\n");
+  auto help = RunCommand(kBin + "/exp_finetune --help");
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("steps"), std::string::npos);
+  EXPECT_NE(help.out.find("train.epochs"), std::string::npos);
+}
+
+TEST(CliTest, BadInputIsOneLineAndExitCode2) {
+  testing::TempDir dir;
+  struct Case {
+    std::string command, message;
+  };
+  const std::vector<Case> cases = {
+      {Tb(dir.path(), "run direct_copy --set stesp=3"), "error: unknown option 'stesp' (accepted: "},
+      {Tb(dir.path(), "run nosuch"), "error: method 'nosuch': unknown (registered: direct_copy, finetune)\n"},
+      {kBin + "/exp_direct_copy --results " + dir.path() + " --set seed=x", "error: seed=x: expected an integer\n"},
+      {Tb(dir.path(), "run direct_copy --set dataset=cifar"), "error: dataset=cifar: expected one of fashion-mnist, idx, mnist\n"},
+      {Tb(dir.path(), "run direct_copy --set seed"), "error: 'seed': expected key=value\n"},
+      {Tb(dir.path(), "run direct_copy --set dataset=idx --set data.dir=/nonexistent"),
+       "error: /nonexistent: no train-images-idx3-ubyte or train-images-idx3-ubyte.gz (expected an IDX dataset directory)\n"},
+      {Tb(dir.path(), "ls"), "error: " + dir.path() + "/runs.db: no run store here\n"},
+      {Tb(dir.path(), "suite /nonexistent.json"), "error: /nonexistent.json: cannot open suite file\n"},
+  };
+  for (const auto& c : cases) {
+    auto r = RunCommand(c.command);
+    EXPECT_EQ(r.exit_code, 2) << c.command << "\n" << r.out;
+    EXPECT_EQ(r.out.rfind(c.message, 0), 0u) << c.command << "\n" << r.out;
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  }
+  auto unknown_flag = RunCommand(Tb(dir.path(), "run direct_copy --frobnicate"));
+  EXPECT_EQ(unknown_flag.exit_code, 2);
+}
+
+// The quick nightly suite end to end: database, reports, resume, show, reproduce; and bad
+// input afterwards leaves the stored runs as they were.
+TEST(CliTest, QuickNightlyEndToEnd) {
+  testing::TempDir dir;
+  auto first = RunCommand(Tb(dir.path(), "nightly --quick"));
+  ASSERT_EQ(first.exit_code, 0) << first.out;
+  const std::string db = dir / "runs.db";
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs WHERE suite = 'nightly-quick' AND status = 'finished'"), 16);
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs WHERE status != 'finished'"), 0);
+  // Glossary metrics in every run's summary; A and B trained once per dataset x arch.
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM summary WHERE key IN ('transfer_rate', 'preservation', "
+                          "'acc_before', 'acc_after', 'degradation', 'false_transfer', 'joint_acc')"), 16 * 7);
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM models"), 8);
+  EXPECT_GT(CountRows(db, "SELECT COUNT(*) FROM metrics"), 0);
+  for (const char* ext : {"md", "tex", "csv"}) {
+    EXPECT_TRUE(std::filesystem::exists(dir / (std::string("reports/nightly-quick.") + ext))) << ext;
+  }
+  const std::string md = testing::ReadFile(dir / "reports/nightly-quick.md");
+  EXPECT_NE(md.find("| mnist | finetune | wide → wide | trained |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| fashion-mnist | direct_copy | verydeep → verydeep | shuffled |"), std::string::npos) << md;
+  EXPECT_NE(md.find("16 finished runs"), std::string::npos) << md;
+  EXPECT_NE(first.out.find("report: " + dir.path() + "/reports/nightly-quick.md"), std::string::npos);
+
+  // Resume: everything is done already.
+  auto again = RunCommand(Tb(dir.path(), "nightly --quick"));
+  ASSERT_EQ(again.exit_code, 0) << again.out;
+  EXPECT_NE(again.out.find("0 ran (0 failed), 16 already done"), std::string::npos) << again.out;
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs"), 16);
+
+  // show and reproduce a stored run: identical metrics.
+  SQLite::Database d(db, SQLite::OPEN_READONLY);
+  const std::string id = d.execAndGet("SELECT id FROM runs WHERE method = 'finetune' LIMIT 1").getString();
+  auto show = RunCommand(Tb(dir.path(), "show " + id.substr(0, 8)));
+  EXPECT_EQ(show.exit_code, 0);
+  EXPECT_NE(show.out.find("\"blas\""), std::string::npos);
+  auto reproduce = RunCommand(Tb(dir.path(), "reproduce " + id));
+  EXPECT_EQ(reproduce.exit_code, 0) << reproduce.out;
+  EXPECT_NE(reproduce.out.find(": 0 differences"), std::string::npos) << reproduce.out;
+
+  // Bad input now: exit 2, and nothing stored changes.
+  const int64_t runs_before = CountRows(db, "SELECT COUNT(*) FROM runs");
+  const int64_t metrics_before = CountRows(db, "SELECT COUNT(*) FROM metrics");
+  EXPECT_EQ(RunCommand(Tb(dir.path(), "run finetune --set steps=-x")).exit_code, 2);
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs"), runs_before);
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM metrics"), metrics_before);
+  auto report = RunCommand(Tb(dir.path(), "report --suite nightly-quick --format csv"));
+  EXPECT_EQ(report.exit_code, 0);
+  EXPECT_NE(report.out.find("dataset,method,pair,source,transfer_rate_mean"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tb

@@ -1,0 +1,157 @@
+#include <gtest/gtest.h>
+
+#include "experiments/cli/runner.h"
+#include "experiments/losses/loss.h"
+#include "experiments/methods/method.h"
+#include "store/errors.h"
+#include "store/hash.h"
+#include "tests/test_util.h"
+
+namespace tb {
+namespace {
+
+TEST(RegistryTest, HoldsEveryExpectedName) {
+  EXPECT_EQ(Methods().Names(), (std::vector<std::string>{"direct_copy", "finetune"}));
+  EXPECT_EQ(Losses().Names(), (std::vector<std::string>{"cross_entropy", "kd"}));
+  try {
+    Methods().Find("surgery");
+    FAIL();
+  } catch (const BadInput& e) {
+    EXPECT_EQ(std::string(e.what()), "method 'surgery': unknown (registered: direct_copy, finetune)");
+  }
+}
+
+TEST(LossTest, KnownAnswers) {
+  auto ce = Losses().Find("cross_entropy").make();
+  LossInputs in;
+  in.logits = torch::zeros({4, 10});
+  in.labels = torch::tensor(std::vector<int64_t>{0, 1, 2, 3});
+  EXPECT_NEAR(ce->Compute(in).item<double>(), std::log(10.0), 1e-6);  // uniform over 10 classes
+  auto kd = Losses().Find("kd").make();
+  kd->options().SetText("alpha", "1");
+  in.logits = torch::randn({4, 10});
+  in.teacher_logits = in.logits.clone();
+  EXPECT_NEAR(kd->Compute(in).item<double>(), 0.0, 1e-6);  // KL of identical distributions
+  in.teacher_logits = torch::zeros({4, 10});
+  EXPECT_GT(kd->Compute(in).item<double>(), 0.0);
+  kd->options().SetText("temperature", "0");
+  EXPECT_THROW(kd->Compute(in), BadInput);
+}
+
+// A tiny scenario on real MNIST: 40 training images per class, one epoch.
+class MethodRunTest : public ::testing::Test {
+ protected:
+  RunRequest Request(const std::string& method, std::vector<std::pair<std::string, nlohmann::json>> extra = {}) {
+    RunRequest r;
+    r.method = method;
+    r.suite = "test";
+    r.settings = {{"dataset", "mnist"}, {"data.train_per_class", 40}, {"train.epochs", 1}, {"arch", "verydeep"},
+                  {"threads", 1}};
+    r.settings.insert(r.settings.end(), extra.begin(), extra.end());
+    return r;
+  }
+  RunOutcome Execute(const RunRequest& r) {
+    PreparedRun p = PrepareRun(r);
+    return ExecuteRun(p, ResultPaths{dir_.path()}, ExecuteOptions{});
+  }
+  testing::TempDir dir_;
+};
+
+void ExpectInRange(const RunOutcome& out) {
+  for (const char* key : {"transfer_rate", "preservation", "acc_before", "acc_after", "false_transfer", "joint_acc"}) {
+    ASSERT_TRUE(out.summary.count(key)) << key;
+    const double v = out.summary.at(key);
+    EXPECT_TRUE(std::isfinite(v)) << key;
+    EXPECT_GE(v, 0.0) << key;
+    EXPECT_LE(v, key == std::string("preservation") ? 2.0 : 1.0) << key;
+  }
+}
+
+std::string ZooDigests(const std::string& dir) {
+  std::string all;
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir + "/zoo")) files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+  for (const auto& f : files) all += Sha256File(f);
+  return all;
+}
+
+TEST_F(MethodRunTest, DirectCopyChangesOnlyTheTransferRowAndIsDeterministic) {
+  RunOutcome first = Execute(Request("direct_copy"));
+  ASSERT_EQ(first.status, RunStatus::kFinished) << first.error;
+  ExpectInRange(first);
+  const std::string zoo_before = ZooDigests(dir_.path());
+  RunOutcome second = Execute(Request("direct_copy"));
+  ASSERT_EQ(second.status, RunStatus::kFinished);
+  EXPECT_EQ(ZooDigests(dir_.path()), zoo_before);  // A and B in the zoo untouched
+  EXPECT_EQ(second.summary.at("zoo/a_trained"), 0.0);
+  for (const auto& [k, v] : first.summary) {
+    if (k.rfind("time/", 0) == 0 || k.rfind("zoo/", 0) == 0) continue;
+    EXPECT_EQ(second.summary.at(k), v) << k;
+  }
+  // The copied row equals B's; for the same architecture, row_change_norm is positive.
+  EXPECT_GT(first.summary.at("direct_copy/row_change_norm"), 0.0);
+}
+
+TEST_F(MethodRunTest, DirectCopyRefusesDifferentWidths) {
+  RunOutcome out = Execute(Request("direct_copy", {{"arch_a", "superwide"}}));
+  EXPECT_EQ(out.status, RunStatus::kFailed);
+  EXPECT_EQ(out.exit_code, 2);
+  EXPECT_NE(out.error.find("target superwide has 2048 penultimate features and source verydeep has 64"),
+            std::string::npos)
+      << out.error;
+  RunStore store(dir_.path() + "/runs.db");
+  EXPECT_EQ(store.GetRun(out.run_id)->status, RunStatus::kFailed);
+}
+
+TEST_F(MethodRunTest, FinetuneForgetsAndIsDeterministic) {
+  RunOutcome a = Execute(Request("finetune", {{"steps", 30}}));
+  ASSERT_EQ(a.status, RunStatus::kFinished) << a.error;
+  ExpectInRange(a);
+  EXPECT_GT(a.summary.at("transfer_rate"), 0.9);  // trained on class 4 alone
+  EXPECT_LT(a.summary.at("preservation"), 0.5);   // catastrophic forgetting
+  RunOutcome b = Execute(Request("finetune", {{"steps", 30}}));
+  EXPECT_EQ(a.summary.at("transfer_rate"), b.summary.at("transfer_rate"));
+  EXPECT_EQ(a.summary.at("preservation"), b.summary.at("preservation"));
+  EXPECT_EQ(a.summary.at("finetune/final_loss"), b.summary.at("finetune/final_loss"));
+}
+
+TEST_F(MethodRunTest, ControlsDestroyTheSourceButKeepItsShape) {
+  const std::vector<std::pair<std::string, nlohmann::json>> longer = {{"arch", "wide"}, {"train.epochs", 5}};
+  auto with = [&](const std::string& source) {
+    auto settings = longer;
+    settings.emplace_back("source", source);
+    return Execute(Request("direct_copy", settings));
+  };
+  RunOutcome trained = with("trained");
+  RunOutcome shuffled = with("shuffled");
+  RunOutcome random = with("random");
+  for (const auto* out : {&trained, &shuffled, &random}) ASSERT_EQ(out->status, RunStatus::kFinished) << out->error;
+  EXPECT_GT(trained.summary.at("source_transfer_acc"), 0.8);  // B knows class 4
+  EXPECT_LT(shuffled.summary.at("source_transfer_acc"), 0.6);
+  EXPECT_LT(random.summary.at("source_transfer_acc"), 0.6);
+  PreparedRun p1 = PrepareRun(Request("direct_copy"));
+  PreparedRun p2 = PrepareRun(Request("direct_copy", {{"source", "shuffled"}}));
+  EXPECT_NE(p1.config_hash, p2.config_hash);  // the control is part of the config hash
+}
+
+TEST_F(MethodRunTest, BadOptionsAreRejectedBeforeAnythingIsStored) {
+  auto error = [&](const RunRequest& r) {
+    try {
+      PrepareRun(r);
+    } catch (const BadInput& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(error(Request("direct_copy", {{"steps", 3}})).find("unknown option 'steps' (accepted: activation, arch_a"),
+            std::string::npos);
+  EXPECT_EQ(error(Request("direct_copy", {{"transfer", "6"}})), "transfer=6: class 6 is not in classes_b (2,3,4,5)");
+  EXPECT_EQ(error(Request("direct_copy", {{"transfer", "2"}})), "transfer=2: class 2 is already in classes_a (0,1,2,3)");
+  EXPECT_EQ(error(Request("direct_copy", {{"classes_a", "0,11"}})), "classes_a=0,11: class 11 out of range 0..9");
+  EXPECT_EQ(error(Request("direct_copy", {{"source", "noise"}})), "source=noise: expected one of trained, random, shuffled");
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() + "/runs.db"));
+}
+
+}  // namespace
+}  // namespace tb

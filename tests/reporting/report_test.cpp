@@ -1,0 +1,71 @@
+#include "reporting/report.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/test_util.h"
+
+namespace tb {
+namespace {
+
+std::string AddRun(RunStore& store, const std::string& method, const std::string& arch, int64_t seed,
+                   const std::string& source, double transfer, double preservation, RunStatus status) {
+  NewRun r;
+  r.suite = "nightly";
+  r.method = method;
+  r.dataset = "mnist";
+  r.seed = seed;
+  r.config = {{"dataset", "mnist"}, {"method", method}, {"arch_a", arch}, {"arch_b", arch},
+              {"seed", seed}, {"source", source}};
+  const auto id = store.CreateRun(r);
+  store.SetSummary(id, {{"transfer_rate", transfer}, {"preservation", preservation}, {"degradation", 1.5},
+                        {"false_transfer", 0.0}, {"joint_acc", 0.5}});
+  store.FinishRun(id, status, status == RunStatus::kFinished ? 0 : 1, "");
+  return id;
+}
+
+TEST(ReportTest, AggregateIsMeanAndSampleStd) {
+  Cell c = Aggregate({0.2, 0.4, 0.6, std::nan("")});
+  EXPECT_EQ(c.n, 3);
+  EXPECT_DOUBLE_EQ(c.mean, 0.4);
+  EXPECT_NEAR(c.std, 0.2, 1e-12);  // sqrt((0.04 + 0 + 0.04) / 2)
+  EXPECT_EQ(Aggregate({}).n, 0);
+  EXPECT_DOUBLE_EQ(Aggregate({0.7}).std, 0.0);
+}
+
+// Golden files: three finished seeds of one row, one of another, one failed run left out.
+TEST(ReportTest, MatchesGoldenMarkdownLatexAndCsv) {
+  RunStore store(":memory:");
+  AddRun(store, "finetune", "wide", 0, "trained", 1.0, 0.10, RunStatus::kFinished);
+  AddRun(store, "finetune", "wide", 1, "trained", 0.9, 0.20, RunStatus::kFinished);
+  AddRun(store, "finetune", "wide", 2, "trained", 0.8, 0.30, RunStatus::kFinished);
+  AddRun(store, "direct_copy", "deep", 0, "shuffled", 0.0, 0.99, RunStatus::kFinished);
+  AddRun(store, "direct_copy", "deep", 1, "shuffled", 0.5, 0.5, RunStatus::kFailed);
+  Table t = BuildTable(store, NightlyTableSpec("nightly"));
+  ASSERT_EQ(t.rows.size(), 2u);
+  EXPECT_EQ(t.runs, 4);
+  EXPECT_EQ(RenderMarkdown(t), testing::ReadFile(std::string(TB_TEST_DATA) + "/report_golden.md"));
+  EXPECT_EQ(RenderLatex(t), testing::ReadFile(std::string(TB_TEST_DATA) + "/report_golden.tex"));
+  EXPECT_EQ(RenderCsv(t), testing::ReadFile(std::string(TB_TEST_DATA) + "/report_golden.csv"));
+}
+
+TEST(ReportTest, RepeatedConfigCountsOnce) {
+  RunStore store(":memory:");
+  AddRun(store, "finetune", "wide", 0, "trained", 1.0, 0.1, RunStatus::kFinished);
+  AddRun(store, "finetune", "wide", 0, "trained", 1.0, 0.1, RunStatus::kFinished);  // same config hash
+  Table t = BuildTable(store, NightlyTableSpec("nightly"));
+  ASSERT_EQ(t.rows.size(), 1u);
+  EXPECT_EQ(t.rows[0].runs, 1);
+}
+
+TEST(ReportTest, WritesThreeFiles) {
+  testing::TempDir dir;
+  RunStore store(":memory:");
+  AddRun(store, "finetune", "wide", 0, "trained", 1.0, 0.1, RunStatus::kFinished);
+  auto paths = WriteTable(BuildTable(store, NightlyTableSpec("nightly")), dir / "reports", "nightly");
+  ASSERT_EQ(paths.size(), 3u);
+  EXPECT_EQ(paths[0], dir / "reports/nightly.md");
+  EXPECT_NE(testing::ReadFile(paths[2]).find("finetune"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tb
