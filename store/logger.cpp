@@ -60,10 +60,19 @@ void SqliteLogger::Scalar(std::string_view key, double value, int64_t step) {
   if (pending_.size() >= flush_rows_ || NowSeconds() - last_flush_ >= flush_seconds_) Flush();
 }
 
+void SqliteLogger::Text(std::string_view line) {
+  pending_lines_.push_back(LogLine{0, std::string(line), NowSeconds()});
+  if (NowSeconds() - last_flush_ >= flush_seconds_) Flush();
+}
+
 void SqliteLogger::Flush() {
   if (!pending_.empty()) {
     store_.AppendMetrics(run_id_, pending_);
     pending_.clear();
+  }
+  if (!pending_lines_.empty()) {
+    store_.AppendLogs(run_id_, pending_lines_);
+    pending_lines_.clear();
   }
   last_flush_ = NowSeconds();
 }

@@ -60,6 +60,7 @@ class SqliteLogger : public RunLogger {
 
   void Scalar(std::string_view key, double value, int64_t step) override;
   void Summary(const std::map<std::string, double>& values) override;
+  void Text(std::string_view line) override;
   void RunEnded(RunStatus status, int exit_code, const std::string& error) override;
   void Flush();
 
@@ -72,6 +73,7 @@ class SqliteLogger : public RunLogger {
   double flush_seconds_;
   double last_flush_;
   std::vector<MetricRow> pending_;
+  std::vector<LogLine> pending_lines_;
   bool ended_ = false;
 
   std::mutex beat_mutex_;

@@ -93,6 +93,24 @@ CREATE TABLE sync_state (
   PRIMARY KEY (run_id, sink)
 );
 )sql",
+    // 2: console lines of a run (W&B's output.log), and what the outbox needs to send each
+    // sink exactly once: cursors into metrics and logs, and a lease so that one sender at a
+    // time works on a run.
+    R"sql(
+CREATE TABLE logs (
+  id      INTEGER PRIMARY KEY AUTOINCREMENT,
+  run_id  TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+  line    TEXT NOT NULL,
+  time    REAL NOT NULL
+);
+CREATE INDEX logs_run ON logs (run_id, id);
+ALTER TABLE sync_state ADD COLUMN metrics_cursor INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sync_state ADD COLUMN output_sent INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sync_state ADD COLUMN logs_cursor INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sync_state ADD COLUMN lease_owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE sync_state ADD COLUMN lease_until REAL NOT NULL DEFAULT 0;
+ALTER TABLE sync_state ADD COLUMN last_error TEXT NOT NULL DEFAULT '';
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == RunStore::kSchemaVersion,
               "one migration per schema version");
@@ -237,6 +255,32 @@ void RunStore::AppendMetrics(const std::string& run_id, const std::vector<Metric
   beat.bind(2, run_id);
   beat.exec();
   tx.commit();
+}
+
+void RunStore::AppendLogs(const std::string& run_id, const std::vector<LogLine>& lines) {
+  if (lines.empty()) return;
+  SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+  SQLite::Statement insert(*db_, "INSERT INTO logs (run_id, line, time) VALUES (?, ?, ?)");
+  for (const auto& l : lines) {
+    insert.bind(1, run_id);
+    insert.bind(2, l.line);
+    insert.bind(3, l.time);
+    insert.exec();
+    insert.reset();
+  }
+  tx.commit();
+}
+
+std::vector<LogLine> RunStore::Logs(const std::string& run_id, int64_t after_id, int64_t limit) {
+  SQLite::Statement q(*db_, "SELECT id, line, time FROM logs WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?");
+  q.bind(1, run_id);
+  q.bind(2, after_id);
+  q.bind(3, limit > 0 ? limit : int64_t{-1});
+  std::vector<LogLine> out;
+  while (q.executeStep()) {
+    out.push_back(LogLine{q.getColumn(0).getInt64(), q.getColumn(1).getString(), q.getColumn(2).getDouble()});
+  }
+  return out;
 }
 
 void RunStore::SetSummary(const std::string& run_id, const std::map<std::string, double>& values) {
@@ -391,9 +435,12 @@ std::vector<RunRecord> RunStore::ListRuns(const RunFilter& filter) {
   return out;
 }
 
-std::vector<MetricRow> RunStore::Metrics(const std::string& run_id) {
-  SQLite::Statement q(*db_, "SELECT step, key, value, time FROM metrics WHERE run_id = ? ORDER BY id");
+std::vector<MetricRow> RunStore::Metrics(const std::string& run_id, int64_t after_id, int64_t limit) {
+  SQLite::Statement q(*db_,
+                      "SELECT step, key, value, time, id FROM metrics WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?");
   q.bind(1, run_id);
+  q.bind(2, after_id);
+  q.bind(3, limit > 0 ? limit : int64_t{-1});
   std::vector<MetricRow> rows;
   while (q.executeStep()) {
     MetricRow r;
@@ -401,6 +448,7 @@ std::vector<MetricRow> RunStore::Metrics(const std::string& run_id) {
     r.key = q.getColumn(1).getString();
     r.value = q.getColumn(2).isNull() ? std::nan("") : q.getColumn(2).getDouble();
     r.time = q.getColumn(3).getDouble();
+    r.id = q.getColumn(4).getInt64();
     rows.push_back(std::move(r));
   }
   return rows;

@@ -75,6 +75,13 @@ struct MetricRow {
   std::string key;
   double value = 0;
   double time = 0;
+  int64_t id = 0;  // the row's id in the store (0 until stored); increases in logging order
+};
+
+struct LogLine {
+  int64_t id = 0;  // 0 until stored
+  std::string line;
+  double time = 0;
 };
 
 struct ModelRecord {
@@ -95,7 +102,7 @@ struct RunFilter {
 
 class RunStore {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Opens (creating if needed) and migrates the database; ":memory:" works for tests.
   explicit RunStore(const std::string& path);
@@ -109,6 +116,7 @@ class RunStore {
   // Run lifecycle.
   std::string CreateRun(const NewRun& run);
   void AppendMetrics(const std::string& run_id, const std::vector<MetricRow>& rows);
+  void AppendLogs(const std::string& run_id, const std::vector<LogLine>& lines);
   void SetSummary(const std::string& run_id, const std::map<std::string, double>& values);
   void AddTags(const std::string& run_id, const std::vector<std::string>& tags);
   void AddArtifact(const std::string& run_id, const std::string& path, const std::string& kind);
@@ -119,7 +127,9 @@ class RunStore {
   // Queries. `id_or_prefix` may be a unique prefix of a run id (as git accepts short hashes).
   std::optional<RunRecord> GetRun(const std::string& id_or_prefix);
   std::vector<RunRecord> ListRuns(const RunFilter& filter = {});
-  std::vector<MetricRow> Metrics(const std::string& run_id);
+  // Rows in logging order, those with id > after_id, at most `limit` (0: all).
+  std::vector<MetricRow> Metrics(const std::string& run_id, int64_t after_id = 0, int64_t limit = 0);
+  std::vector<LogLine> Logs(const std::string& run_id, int64_t after_id = 0, int64_t limit = 0);
   std::map<std::string, double> Summary(const std::string& run_id);
   // The newest finished run with this config hash, if any (suites skip those).
   std::optional<std::string> FinishedRunWithHash(const std::string& config_hash);

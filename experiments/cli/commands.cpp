@@ -6,6 +6,8 @@
 #include <fstream>
 #include <iostream>
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -19,6 +21,8 @@
 #include "experiments/models/model.h"
 #include "reporting/report.h"
 #include "store/errors.h"
+#include "store/outbox.h"
+#include "store/wandb.h"
 
 namespace tb {
 namespace {
@@ -286,6 +290,68 @@ int TransferbenchMain(int argc, char** argv) {
       }
       std::cout << fmt::format("reproduce {} -> {}: {} differences\n", r->id.substr(0, 8), out.run_id.substr(0, 8), differences);
       return differences == 0 && out.status == RunStatus::kFinished ? 0 : 1;
+    });
+  });
+
+  auto* sync = app.add_subcommand("sync", "send W&B whatever it has not acknowledged, exactly once");
+  std::vector<std::string> sync_runs;
+  bool sync_all = false;
+  double sync_timeout = 300;
+  sync->add_option("runs", sync_runs, "run ids or unique prefixes");
+  sync->add_flag("--all", sync_all, "every run whose final state W&B has not acknowledged");
+  sync->add_option("--set", sets, "a wandb.* option: key=value (e.g. wandb.project=P)");
+  sync->add_option("--timeout", sync_timeout, "seconds to keep trying one run before leaving it for later");
+  sync->callback([&] {
+    code = Guarded([&] {
+      std::map<std::string, std::string> overrides;
+      for (const auto& a : sets) {
+        auto [key, value] = SplitAssignment(a);
+        if (key.rfind("wandb.", 0) != 0) throw BadInput(fmt::format("--set {}: sync takes only wandb.* options", a));
+        overrides[key] = value;
+      }
+      WandbSettings settings = WandbSettings::Resolve(overrides);
+      if (settings.mode == "disabled") {
+        throw BadInput("WANDB_MODE=disabled: W&B is switched off (use online or offline to sync)");
+      }
+      if (settings.api_key.empty()) {
+        throw BadInput(fmt::format("no W&B API key: set WANDB_API_KEY or add a ~/.netrc entry for {}", settings.base_url));
+      }
+      ResultPaths paths{results};
+      if (!fs::exists(paths.store_path())) throw BadInput(fmt::format("{}: no run store here", paths.store_path()));
+      RunStore store(paths.store_path());
+      std::vector<std::string> ids;
+      if (sync_all) ids = Outbox(store, "wandb").PendingRuns();
+      for (const auto& r : sync_runs) {
+        auto run = store.GetRun(r);
+        if (!run) throw BadInput(fmt::format("run '{}': no such run in {}", r, store.path()));
+        ids.push_back(run->id);
+      }
+      if (!sync_all && sync_runs.empty()) throw BadInput("sync: name the runs to send, or pass --all");
+      WandbSync syncer(store, settings, fmt::format("{}:{}:sync", HostName(), getpid()));
+      int64_t complete = 0, live = 0, pending = 0;
+      for (const auto& id : ids) {
+        SyncReport r;
+        try {
+          r = syncer.SyncRun(id, NowSeconds() + sync_timeout);
+        } catch (const WandbFatalError& e) {
+          std::cerr << fmt::format("error: wandb: {}\n", e.what());
+          return 1;
+        }
+        const auto run = store.GetRun(id);
+        std::string state = r.done ? "complete" : !r.leased ? "busy (another sender holds it)"
+                                                : run->status == RunStatus::kRunning ? "live (sent what is committed)"
+                                                                                     : "incomplete (timed out)";
+        if (r.done) ++complete;
+        else if (r.leased && run->status == RunStatus::kRunning) ++live;
+        else ++pending;
+        std::cout << fmt::format("{} -> {}: {} history lines, {} console lines{}{}; {}\n", id.substr(0, 8), r.remote,
+                                 r.history_lines, r.console_lines, r.summary_sent ? ", summary" : "",
+                                 r.final_sent ? fmt::format(", final state ({})", ToString(run->status)) : "", state);
+      }
+      const auto& c = syncer.client().counters();
+      std::cout << fmt::format("sync: {} complete, {} live, {} left for later; {} requests, {} retried\n", complete, live,
+                               pending, c.requests, c.retries);
+      return pending == 0 ? 0 : 1;
     });
   });
 

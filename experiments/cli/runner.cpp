@@ -15,6 +15,7 @@
 #include "store/errors.h"
 #include "store/hash.h"
 #include "store/logger.h"
+#include "store/wandb.h"
 
 namespace tb {
 namespace {
@@ -142,7 +143,9 @@ PreparedRun PrepareRun(const RunRequest& request) {
   p.method = Methods().Find(request.method).make();
   Options all = BindAll(p.config, *p.method);
   for (const auto& [key, value] : request.settings) {
-    if (key == "arch") {
+    if (key.rfind("wandb.", 0) == 0) {
+      p.wandb[key] = value.is_string() ? value.get<std::string>() : value.dump();
+    } else if (key == "arch") {
       all.Set("arch_a", value);
       all.Set("arch_b", value);
     } else {
@@ -150,6 +153,7 @@ PreparedRun PrepareRun(const RunRequest& request) {
     }
   }
   Validate(p.config);
+  WandbSettings::Resolve(p.wandb);  // a bad wandb.* value or WANDB_MODE is bad input too
   const torch::Device device = ResolveDevice(p.config.device);
   const Dataset& ds = LoadDataset(DataSpec{p.config.dataset, p.config.data_dir});
   p.config_json = all.ToJson();
@@ -213,6 +217,10 @@ RunOutcome ExecuteRun(PreparedRun& run, const ResultPaths& paths, const ExecuteO
   FanOutLogger log;
   log.Add(std::make_unique<SqliteLogger>(paths.store_path(), out.run_id));
   log.Add(std::make_unique<ConsoleLogger>(options.verbose));
+  // The W&B mirror reads what the SQLite logger committed, so it comes after it.
+  if (WandbSettings wandb = WandbSettings::Resolve(run.wandb); wandb.Online()) {
+    log.Add(std::make_unique<WandbLogger>(paths.store_path(), out.run_id, wandb));
+  }
   try {
     const Dataset& ds = LoadDataset(DataSpec{c.dataset, c.data_dir});
     ScenarioData data = BuildScenario(ds, c);

@@ -53,6 +53,7 @@ struct RunRequest {
 };
 
 struct PreparedRun {
+  std::map<std::string, std::string> wandb;  // wandb.* settings: the mirror, not the config
   RunRequest request;
   RunConfig config;
   std::unique_ptr<Method> method;

@@ -217,3 +217,32 @@ TEST(HashTest, KnownSha256AndCanonicalJson) {
 
 }  // namespace
 }  // namespace tb
+
+namespace tb {
+namespace {
+
+// A database written by schema version 1 (a real run of the first release) migrates forward
+// with every stored value intact.
+TEST(RunStoreMigrationTest, Version1DatabaseMigratesKeepingEverything) {
+  testing::TempDir dir;
+  const std::string path = dir / "runs.db";
+  std::filesystem::copy_file(std::string(TB_TEST_DATA) + "/runs_v1.db", path);
+  {
+    SQLite::Database v1(path, SQLite::OPEN_READONLY);
+    ASSERT_EQ(v1.execAndGet("PRAGMA user_version").getInt(), 1);
+  }
+  RunStore store(path);
+  EXPECT_EQ(store.SchemaVersion(), 2);
+  auto runs = store.ListRuns();
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].method, "finetune");
+  EXPECT_EQ(runs[0].status, RunStatus::kFinished);
+  EXPECT_EQ(store.Metrics(runs[0].id).size(), 11u);
+  EXPECT_EQ(store.Summary(runs[0].id).size(), 19u);
+  store.AppendLogs(runs[0].id, {{0, "a line", 1.0}});
+  EXPECT_EQ(store.Logs(runs[0].id).size(), 1u);
+  EXPECT_EQ(store.db().execAndGet("SELECT COUNT(*) FROM sync_state").getInt(), 0);
+}
+
+}  // namespace
+}  // namespace tb
