@@ -368,6 +368,11 @@ SyncReport WandbSync::SyncRun(const std::string& run_id, double deadline) {
   return report;
 }
 
+void WandbSync::KeepAlive(const std::string& remote, double deadline) {
+  nlohmann::json response;
+  client_.Post("/files/" + remote + "/file_stream", nlohmann::json::object(), deadline, response);
+}
+
 WandbLogger::WandbLogger(const std::string& store_path, std::string run_id, WandbSettings settings)
     : store_path_(store_path), run_id_(std::move(run_id)), settings_(std::move(settings)) {
   thread_ = std::thread(&WandbLogger::Loop, this);
@@ -398,6 +403,8 @@ void WandbLogger::Loop() {
   try {
     RunStore store(store_path_);
     WandbSync sync(store, settings_, owner);
+    double last_sent = NowSeconds();
+    constexpr double kKeepAliveSeconds = 25;  // W&B marks a run silent for ~30 s as crashed
     while (true) {
       bool final_pass;
       double deadline;
@@ -410,6 +417,12 @@ void WandbLogger::Loop() {
         deadline = final_pass ? final_deadline_ : NowSeconds() + settings_.timeout;
       }
       SyncReport r = sync.SyncRun(run_id_, deadline);
+      if (r.sent_anything()) {
+        last_sent = NowSeconds();
+      } else if (!r.remote.empty() && NowSeconds() - last_sent > kKeepAliveSeconds) {
+        sync.KeepAlive(r.remote, deadline);
+        last_sent = NowSeconds();
+      }
       if (final_pass) {
         if (!r.done) {
           std::cerr << fmt::format("wandb: run {} not fully sent within {} s; `transferbench sync {}` sends the rest\n",

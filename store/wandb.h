@@ -92,6 +92,7 @@ struct SyncReport {
   int64_t console_lines = 0;
   bool summary_sent = false;
   bool final_sent = false;
+  bool sent_anything() const { return history_lines > 0 || console_lines > 0 || summary_sent || final_sent; }
   std::string remote;           // entity/project/run
 };
 
@@ -104,6 +105,8 @@ class WandbSync {
  public:
   WandbSync(RunStore& store, WandbSettings settings, std::string owner);
   SyncReport SyncRun(const std::string& run_id, double deadline);
+  // An empty file_stream request, which tells W&B a silent run is still alive.
+  void KeepAlive(const std::string& remote, double deadline);
   WandbClient& client() { return client_; }
 
  private:

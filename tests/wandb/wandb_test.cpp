@@ -309,3 +309,23 @@ TEST(WandbMirrorTest, KeyNeverInClear) {
 
 }  // namespace
 }  // namespace tb
+
+namespace tb {
+namespace {
+
+// The quick nightly suite with a key set mirrors every one of its runs.
+TEST(WandbMirrorTest, NightlySuiteMirrorsEveryRun) {
+  testing::TempDir dir;
+  FakeWandb server(kKey);
+  auto r = RunCommand(Env(server.url()) + kBin + "/transferbench --results " + dir.path() +
+                      " nightly --quick --set wandb.interval=0.5");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  ExpectDeliveredExactly(server, dir / "runs.db", 0);
+  EXPECT_EQ(server.runs().size(), 16u);
+  RunStore store(dir / "runs.db");
+  EXPECT_TRUE(Outbox(store, "wandb").PendingRuns().empty());
+  for (const auto& v : server.upserts()) EXPECT_EQ(v["groupName"], "nightly-quick");
+}
+
+}  // namespace
+}  // namespace tb
