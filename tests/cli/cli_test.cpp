@@ -113,3 +113,28 @@ TEST(CliTest, QuickNightlyEndToEnd) {
 
 }  // namespace
 }  // namespace tb
+
+namespace tb {
+namespace {
+
+// With the reference BLAS loaded, a run warns once on stderr and records it.
+TEST(CliTest, WarnsOnceAboutTheReferenceBlas) {
+  const std::string reference_dir = "/usr/lib/x86_64-linux-gnu/blas";
+  if (!std::filesystem::exists(reference_dir + "/libblas.so.3")) GTEST_SKIP() << "reference BLAS not installed";
+  testing::TempDir dir;
+  auto r = RunCommand("LD_LIBRARY_PATH=" + reference_dir + " " +
+                      Tb(dir.path(), "run direct_copy --set dataset=mnist --set data.train_per_class=20 "
+                                     "--set train.epochs=1 --set arch=verydeep"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  size_t count = 0;
+  for (size_t pos = 0; (pos = r.out.find("warning: LibTorch is using the reference BLAS", pos)) != std::string::npos; ++pos) ++count;
+  EXPECT_EQ(count, 1u) << r.out;
+  SQLite::Database d(dir / "runs.db", SQLite::OPEN_READONLY);
+  EXPECT_EQ(d.execAndGet("SELECT json_extract(environment, '$.blas') FROM runs").getString(), "reference");
+  auto normal = RunCommand(Tb(dir.path(), "run direct_copy --set dataset=mnist --set data.train_per_class=20 "
+                                          "--set train.epochs=1 --set arch=verydeep --set seed=1"));
+  EXPECT_EQ(normal.out.find("reference BLAS"), std::string::npos) << normal.out;
+}
+
+}  // namespace
+}  // namespace tb
