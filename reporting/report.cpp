@@ -12,9 +12,28 @@
 #include <fmt/format.h>
 
 #include "store/errors.h"
+#include "store/hash.h"
 
 namespace tb {
 namespace {
+
+// Keys that do not change what a run measures: where and how fast it ran.
+const char* const kMachineKeys[] = {"threads", "device"};
+
+// The config without the machine keys: two runs with equal identities measured the same thing.
+std::string Identity(const RunRecord& run) {
+  nlohmann::json c = run.config;
+  for (const char* k : kMachineKeys) c.erase(k);
+  return JsonHash(c);
+}
+
+// The config without the machine keys and the seed: runs with equal groups are seeds of one row.
+std::string GroupIdentity(const RunRecord& run) {
+  nlohmann::json c = run.config;
+  for (const char* k : kMachineKeys) c.erase(k);
+  c.erase("seed");
+  return JsonHash(c);
+}
 
 std::string KeyValue(const RunRecord& run, const std::string& key) {
   if (key == "pair") return KeyValue(run, "arch_b") + " → " + KeyValue(run, "arch_a");
@@ -92,15 +111,22 @@ Table BuildTable(RunStore& store, const TableSpec& spec) {
   RunFilter filter;
   if (!spec.suite.empty()) filter.suite = spec.suite;
   filter.status = RunStatus::kFinished;
-  std::set<std::string> seen_hashes;  // ListRuns is newest first: keep the first of each hash
+  std::set<std::string> seen;  // ListRuns is newest first: keep the newest run of each identity
   std::map<std::vector<std::string>, std::vector<std::map<std::string, double>>> groups;
+  std::map<std::vector<std::string>, std::string> group_of_display;
   std::vector<std::vector<std::string>> order;
   Table table;
   table.spec = spec;
   for (const RunRecord& run : store.ListRuns(filter)) {
-    if (!seen_hashes.insert(run.config_hash).second) continue;
+    if (!seen.insert(Identity(run)).second) continue;
     std::vector<std::string> key;
     for (const auto& k : spec.group_keys) key.push_back(KeyValue(run, k));
+    // Runs that differ in anything but the seed (epochs, scenario, a method option, ...) are
+    // never averaged together: a second config behind the same displayed keys gets its own row,
+    // marked with its identity.
+    const std::string group = GroupIdentity(run);
+    auto [it, inserted] = group_of_display.emplace(key, group);
+    if (!inserted && it->second != group) key.back() += " [" + group.substr(0, 8) + "]";
     if (!groups.count(key)) order.push_back(key);
     groups[key].push_back(store.Summary(run.id));
     ++table.runs;

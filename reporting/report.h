@@ -50,7 +50,8 @@ struct Table {
 // The nightly table: dataset × method × model pair × source.
 TableSpec NightlyTableSpec(const std::string& suite);
 
-// Finished runs only; where one config hash finished more than once, the newest counts.
+// Finished runs only; where one config (threads and device aside) finished more than once, the
+// newest counts. Runs are averaged only when their configs differ in the seed alone.
 Table BuildTable(RunStore& store, const TableSpec& spec);
 
 std::string RenderMarkdown(const Table& table);

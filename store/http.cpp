@@ -2,6 +2,8 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <mutex>
 #include <stdexcept>
@@ -31,6 +33,13 @@ size_t ReadHeader(char* data, size_t size, size_t n, void* user) {
   return size * n;
 }
 
+int Progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  const auto* abort_at = static_cast<const std::atomic<double>*>(user);
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return now > abort_at->load() ? 1 : 0;
+}
+
 }  // namespace
 
 HttpSession::HttpSession() {
@@ -42,7 +51,7 @@ HttpSession::HttpSession() {
 HttpSession::~HttpSession() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
 
 HttpResponse HttpSession::PostJson(const std::string& url, const std::string& body, const BasicAuth& auth,
-                                   double timeout_seconds) {
+                                   double timeout_seconds, const std::atomic<double>* abort_at) {
   CURL* c = static_cast<CURL*>(curl_);
   curl_easy_reset(c);
   HttpResponse r;
@@ -66,6 +75,11 @@ HttpResponse HttpSession::PostJson(const std::string& url, const std::string& bo
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &r.body);
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, ReadHeader);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
+  if (abort_at) {
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, Progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, const_cast<std::atomic<double>*>(abort_at));
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  }
   const CURLcode code = curl_easy_perform(c);
   curl_slist_free_all(headers);
   if (code != CURLE_OK) {

@@ -7,6 +7,7 @@
 //   if (r.status == 0) ... r.error ...; else if (r.status == 429) ... r.retry_after ...
 #pragma once
 
+#include <atomic>
 #include <string>
 
 namespace tb {
@@ -30,8 +31,10 @@ class HttpSession {
   HttpSession(const HttpSession&) = delete;
   HttpSession& operator=(const HttpSession&) = delete;
 
+  // `abort_at` (optional, seconds since the epoch, may move earlier while the request runs)
+  // cuts a request short, as a timeout.
   HttpResponse PostJson(const std::string& url, const std::string& body, const BasicAuth& auth,
-                        double timeout_seconds);
+                        double timeout_seconds, const std::atomic<double>* abort_at = nullptr);
 
  private:
   void* curl_;  // CURL*

@@ -1,5 +1,6 @@
 #include "store/logger.h"
 
+#include <algorithm>
 #include <chrono>
 
 namespace tb {
@@ -44,38 +45,54 @@ SqliteLogger::~SqliteLogger() {
 void SqliteLogger::HeartbeatLoop(std::string store_path, double period) {
   // Its own connection: a SQLiteCpp connection is not shared between threads.
   std::unique_ptr<RunStore> store;
+  double last_beat = NowSeconds();
+  const double tick = std::min(period, flush_seconds_);
   std::unique_lock<std::mutex> lock(beat_mutex_);
-  while (!beat_cv_.wait_for(lock, std::chrono::duration<double>(period), [&] { return stop_beat_; })) {
+  while (!beat_cv_.wait_for(lock, std::chrono::duration<double>(tick), [&] { return stop_beat_; })) {
+    lock.unlock();  // no lock held across database work
     try {
       if (!store) store = std::make_unique<RunStore>(store_path);
-      store->Heartbeat(run_id_);
+      FlushWith(*store);
+      if (NowSeconds() - last_beat >= period) {
+        store->Heartbeat(run_id_);
+        last_beat = NowSeconds();
+      }
     } catch (...) {
-      // A busy or briefly unavailable database only delays the next heartbeat.
+      // A busy or briefly unavailable database only delays the next flush or heartbeat.
     }
+    lock.lock();
   }
 }
 
 void SqliteLogger::Scalar(std::string_view key, double value, int64_t step) {
-  pending_.push_back(MetricRow{step, std::string(key), value, NowSeconds()});
-  if (pending_.size() >= flush_rows_ || NowSeconds() - last_flush_ >= flush_seconds_) Flush();
+  bool flush;
+  {
+    std::lock_guard<std::mutex> lock(write_mutex_);
+    pending_.push_back(MetricRow{step, std::string(key), value, NowSeconds()});
+    flush = pending_.size() >= flush_rows_;
+  }
+  if (flush) Flush();
 }
 
 void SqliteLogger::Text(std::string_view line) {
+  std::lock_guard<std::mutex> lock(write_mutex_);
   pending_lines_.push_back(LogLine{0, std::string(line), NowSeconds()});
-  if (NowSeconds() - last_flush_ >= flush_seconds_) Flush();
 }
 
-void SqliteLogger::Flush() {
+void SqliteLogger::FlushWith(RunStore& store) {
+  std::lock_guard<std::mutex> lock(write_mutex_);
   if (!pending_.empty()) {
-    store_.AppendMetrics(run_id_, pending_);
+    store.AppendMetrics(run_id_, pending_);
     pending_.clear();
   }
   if (!pending_lines_.empty()) {
-    store_.AppendLogs(run_id_, pending_lines_);
+    store.AppendLogs(run_id_, pending_lines_);
     pending_lines_.clear();
   }
   last_flush_ = NowSeconds();
 }
+
+void SqliteLogger::Flush() { FlushWith(store_); }
 
 void SqliteLogger::Summary(const std::map<std::string, double>& values) {
   Flush();

@@ -66,12 +66,17 @@ class SqliteLogger : public RunLogger {
 
  private:
   void HeartbeatLoop(std::string store_path, double period);
+  void FlushWith(RunStore& store);
 
   RunStore store_;
   std::string run_id_;
   size_t flush_rows_;
   double flush_seconds_;
   double last_flush_;
+  // Rows wait here until a flush; the background thread flushes them too, so a silent phase
+  // never holds rows back for more than flush_seconds. write_mutex_ keeps the store's row order
+  // the logging order.
+  std::mutex write_mutex_;
   std::vector<MetricRow> pending_;
   std::vector<LogLine> pending_lines_;
   bool ended_ = false;

@@ -1,5 +1,7 @@
 #include "store/outbox.h"
 
+#include <cstdlib>
+
 #include <SQLiteCpp/SQLiteCpp.h>
 
 namespace tb {
@@ -81,6 +83,21 @@ bool Outbox::TryLease(const std::string& run_id, const std::string& owner, doubl
   SQLite::Transaction tx(store_.db(), SQLite::TransactionBehavior::IMMEDIATE);
   EnsureRow(run_id);
   const double now = NowSeconds();
+  double cutoff = now;  // a lease that ends before this is free
+  {
+    // A lease held by a process of this host that no longer exists is free ("host:pid:...").
+    SQLite::Statement q(store_.db(), "SELECT lease_owner FROM sync_state WHERE run_id = ? AND sink = ?");
+    q.bind(1, run_id);
+    q.bind(2, sink_);
+    if (q.executeStep()) {
+      const std::string holder = q.getColumn(0).getString();
+      const auto colon = holder.find(':');
+      if (colon != std::string::npos && holder.substr(0, colon) == HostName()) {
+        const int64_t pid = std::atoll(holder.c_str() + colon + 1);
+        if (pid > 0 && !ProcessAlive(pid)) cutoff = 1e300;
+      }
+    }
+  }
   SQLite::Statement take(store_.db(), R"sql(
     UPDATE sync_state SET lease_owner = ?, lease_until = ?
     WHERE run_id = ? AND sink = ? AND (lease_owner = '' OR lease_owner = ? OR lease_until < ?))sql");
@@ -89,7 +106,7 @@ bool Outbox::TryLease(const std::string& run_id, const std::string& owner, doubl
   take.bind(3, run_id);
   take.bind(4, sink_);
   take.bind(5, owner);
-  take.bind(6, now);
+  take.bind(6, cutoff);
   const bool taken = take.exec() == 1;
   tx.commit();
   return taken;

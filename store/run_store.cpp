@@ -115,12 +115,12 @@ ALTER TABLE sync_state ADD COLUMN last_error TEXT NOT NULL DEFAULT '';
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == RunStore::kSchemaVersion,
               "one migration per schema version");
 
+}  // namespace
+
 bool ProcessAlive(int64_t pid) {
   if (pid <= 0) return false;
   return kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
 }
-
-}  // namespace
 
 std::string ToString(RunStatus status) {
   switch (status) {

@@ -155,4 +155,7 @@ class RunStore {
 // This machine's host name, as stored in runs.host.
 std::string HostName();
 
+// Whether a process of this host with this pid exists.
+bool ProcessAlive(int64_t pid);
+
 }  // namespace tb

@@ -194,7 +194,7 @@ WandbSettings WandbSettings::Resolve(const std::map<std::string, std::string>& o
     else throw BadInput(fmt::format("unknown option '{}' (accepted: {})", key, fmt::join(OptionNames(), ", ")));
   }
   if (s.mode == "dryrun") s.mode = "offline";
-  if (s.mode == "run") s.mode = "online";
+  if (s.mode == "run" || s.mode == "shared") s.mode = "online";
   if (s.mode != "online" && s.mode != "offline" && s.mode != "disabled") {
     throw BadInput(fmt::format("WANDB_MODE={}: expected online, offline or disabled", s.mode));
   }
@@ -219,11 +219,18 @@ bool WandbClient::Post(const std::string& path, const nlohmann::json& body, doub
   const std::string payload = body.dump();
   double backoff = settings_.backoff_initial;
   for (int attempt = 0;; ++attempt) {
+    if (cap_) deadline = std::min(deadline, cap_->load());
+    if (not_before_ > NowSeconds()) {
+      if (not_before_ >= deadline) return false;
+      SleepFor(not_before_ - NowSeconds());
+    }
     const double remaining = deadline - NowSeconds();
     if (remaining <= 0) return false;
     ++counters_.requests;
-    HttpResponse r = http_.PostJson(url, payload, BasicAuth{"api", settings_.api_key}, std::min(settings_.timeout, remaining));
+    HttpResponse r =
+        http_.PostJson(url, payload, BasicAuth{"api", settings_.api_key}, std::min(settings_.timeout, remaining), cap_);
     if (r.status >= 200 && r.status < 300) {
+      not_before_ = 0;
       try {
         response = r.body.empty() ? nlohmann::json::object() : nlohmann::json::parse(r.body);
       } catch (const nlohmann::json::exception&) {
@@ -243,10 +250,11 @@ bool WandbClient::Post(const std::string& path, const nlohmann::json& body, doub
       wait = r.retry_after;
     } else {
       std::uniform_real_distribution<double> jitter(0.0, 0.25);
-      wait = std::min(backoff, settings_.backoff_max) * (1.0 + jitter(jitter_rng));
+      wait = std::min(settings_.backoff_max, backoff * (1.0 + jitter(jitter_rng)));
       backoff *= 2;
     }
-    if (NowSeconds() + wait >= deadline) return false;
+    not_before_ = NowSeconds() + wait;  // also honoured by the next call, if this one gives up
+    if (not_before_ >= deadline) return false;
     ++counters_.retries;
     SleepFor(wait);
   }
@@ -259,7 +267,8 @@ SyncReport WandbSync::SyncRun(const std::string& run_id, double deadline) {
   SyncReport report;
   const auto run = store_.GetRun(run_id);
   if (!run) throw BadInput(fmt::format("run '{}': no such run in {}", run_id, store_.path()));
-  if (!outbox_.TryLease(run->id, owner_, std::max(30.0, deadline - NowSeconds() + 5))) {
+  constexpr double kLeaseSeconds = 60;  // renewed after every acknowledged request
+  if (!outbox_.TryLease(run->id, owner_, kLeaseSeconds)) {
     report.leased = false;
     return report;
   }
@@ -297,11 +306,20 @@ SyncReport WandbSync::SyncRun(const std::string& run_id, double deadline) {
                         deadline, response)) {
         return report;
       }
-      const auto& bucket = response["data"]["upsertBucket"]["bucket"];
-      const std::string project = bucket["project"].value("name", cfg.project);
-      const std::string entity = bucket["project"]["entity"].value("name", cfg.entity);
-      if (entity.empty()) throw WandbFatalError("UpsertBucket returned no entity name");
-      s.remote_id = fmt::format("{}/{}/{}", entity, project, bucket.value("name", run->id));
+      std::string project, entity, name;
+      try {
+        const auto& bucket = response.at("data").at("upsertBucket").at("bucket");
+        project = bucket.at("project").at("name").get<std::string>();
+        entity = bucket.at("project").at("entity").at("name").get<std::string>();
+        name = bucket.at("name").get<std::string>();
+      } catch (const nlohmann::json::exception&) {
+        throw WandbFatalError(fmt::format("{}/graphql: UpsertBucket answered without bucket.name and "
+                                          "bucket.project.{{name, entity.name}}", cfg.base_url));
+      }
+      if (entity.empty() || project.empty() || name.empty()) {
+        throw WandbFatalError(fmt::format("{}/graphql: UpsertBucket answered with an empty name", cfg.base_url));
+      }
+      s.remote_id = fmt::format("{}/{}/{}", entity, project, name);
       outbox_.Acknowledge(s);
     }
     report.remote = s.remote_id;
@@ -336,6 +354,7 @@ SyncReport WandbSync::SyncRun(const std::string& run_id, double deadline) {
         report.console_lines += static_cast<int64_t>(logs.size());
       }
       outbox_.Acknowledge(s);
+      outbox_.TryLease(run->id, owner_, kLeaseSeconds);
     }
     nlohmann::json summary = nlohmann::json::object();
     for (const auto& [k, v] : store_.Summary(run->id)) summary[k] = std::isfinite(v) ? nlohmann::json(v) : nlohmann::json();
@@ -383,6 +402,7 @@ WandbLogger::~WandbLogger() {
     std::lock_guard<std::mutex> lock(mutex_);
     stop_ = true;
     if (final_deadline_ == 0) final_deadline_ = NowSeconds();
+    cap_ = final_deadline_;
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
@@ -393,6 +413,7 @@ void WandbLogger::RunEnded(RunStatus, int, const std::string&) {
     std::lock_guard<std::mutex> lock(mutex_);
     ended_ = true;
     final_deadline_ = NowSeconds() + settings_.finish_timeout;
+    cap_ = final_deadline_;  // a pass already under way obeys it too
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
@@ -403,6 +424,7 @@ void WandbLogger::Loop() {
   try {
     RunStore store(store_path_);
     WandbSync sync(store, settings_, owner);
+    sync.client().SetDeadlineCap(&cap_);
     double last_sent = NowSeconds();
     constexpr double kKeepAliveSeconds = 25;  // W&B marks a run silent for ~30 s as crashed
     while (true) {

@@ -70,6 +70,8 @@ class WandbFatalError : public std::runtime_error {
 class WandbClient {
  public:
   explicit WandbClient(WandbSettings settings) : settings_(std::move(settings)) {}
+  // A deadline every call obeys, which another thread may move earlier (the end of a run).
+  void SetDeadlineCap(const std::atomic<double>* cap) { cap_ = cap; }
   // POST {base}{path}; on success `response` holds the parsed body.
   bool Post(const std::string& path, const nlohmann::json& body, double deadline, nlohmann::json& response);
 
@@ -83,6 +85,8 @@ class WandbClient {
   WandbSettings settings_;
   HttpSession http_;
   Counters counters_;
+  const std::atomic<double>* cap_ = nullptr;
+  double not_before_ = 0;  // a 429's Retry-After or the backoff outlives one call
 };
 
 struct SyncReport {
@@ -137,6 +141,7 @@ class WandbLogger : public RunLogger {
   std::condition_variable cv_;
   bool ended_ = false;
   bool stop_ = false;
+  std::atomic<double> cap_{1e300};
   double final_deadline_ = 0;
   std::thread thread_;
 };

@@ -237,6 +237,9 @@ int TransferbenchMain(int argc, char** argv) {
   show->add_option("run", show_id, "run id or unique prefix")->required();
   show->callback([&] {
     code = Guarded([&] {
+      if (!fs::exists(ResultPaths{results}.store_path())) {
+        throw BadInput(fmt::format("{}: no run store here", ResultPaths{results}.store_path()));
+      }
       RunStore store(ResultPaths{results}.store_path());
       auto r = store.GetRun(show_id);
       if (!r) throw BadInput(fmt::format("run '{}': no such run in {}", show_id, store.path()));
@@ -261,6 +264,7 @@ int TransferbenchMain(int argc, char** argv) {
   reproduce->callback([&] {
     code = Guarded([&] {
       ResultPaths paths{results};
+      if (!fs::exists(paths.store_path())) throw BadInput(fmt::format("{}: no run store here", paths.store_path()));
       RunStore store(paths.store_path());
       auto r = store.GetRun(reproduce_id);
       if (!r) throw BadInput(fmt::format("run '{}': no such run in {}", reproduce_id, store.path()));
@@ -269,7 +273,7 @@ int TransferbenchMain(int argc, char** argv) {
       request.suite = "reproduce";
       request.tags = {"reproduce-of:" + r->id};
       for (const auto& [k, v] : r->config.items()) {
-        if (k != "method" && k != "dataset_sha256") request.settings.emplace_back(k, v);
+        if (k != "method" && k != "dataset_sha256" && k != "runner_version") request.settings.emplace_back(k, v);
       }
       PreparedRun prepared = PrepareRun(request);
       if (prepared.config_hash != r->config_hash) {

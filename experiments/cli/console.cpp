@@ -32,10 +32,8 @@ void ConsoleLogger::Text(std::string_view line) {
 }
 
 void ConsoleLogger::RunEnded(RunStatus status, int exit_code, const std::string& error) {
-  if (status != RunStatus::kFinished && !error.empty()) {
-    const bool color = UseColor();
-    std::cerr << fmt::format("{}run failed{}: {}\n", color ? "\033[31m" : "", color ? "\033[0m" : "", error);
-  }
+  // The caller reports a failure, once: `run` as its error line, suites on the progress line.
+  if (verbose_ && status != RunStatus::kFinished) std::cerr << "  run ended: " << ToString(status) << "\n";
 }
 
 Progress::Progress(int64_t total) : total_(total), tty_(StderrIsTerminal()) {}

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <set>
 #include <thread>
@@ -11,6 +12,7 @@
 
 #include "experiments/cli/console.h"
 #include "experiments/cli/environment.h"
+#include "experiments/surgery/linear_algebra.h"
 #include "experiments/train/zoo.h"
 #include "store/errors.h"
 #include "store/hash.h"
@@ -56,6 +58,11 @@ void Validate(const RunConfig& c) {
   if (c.threads < 0) throw BadInput(fmt::format("threads={}: expected 0 (all cores) or a positive count", c.threads));
   if (c.train_per_class < 0) throw BadInput(fmt::format("data.train_per_class={}: expected >= 0", c.train_per_class));
   if (c.train.epochs < 0) throw BadInput(fmt::format("train.epochs={}: expected >= 0", c.train.epochs));
+  if (!(c.train.lr > 0)) throw BadInput(fmt::format("train.lr={}: expected > 0", c.train.lr));
+  if (c.train.batch_size < 1) throw BadInput(fmt::format("train.batch_size={}: expected >= 1", c.train.batch_size));
+  if (!(c.train.val_fraction >= 0 && c.train.val_fraction < 1)) {
+    throw BadInput(fmt::format("train.val_fraction={}: expected a value in [0, 1)", c.train.val_fraction));
+  }
 }
 
 ZooRequest MakeZooRequest(const Dataset& ds, const RunConfig& c, const std::string& arch,
@@ -86,7 +93,7 @@ ScenarioData BuildScenario(const Dataset& ds, const RunConfig& c) {
 
 // The source control (DESIGN.md, "Control"): B's knowledge destroyed, its statistics kept.
 ModelPtr ApplyControl(const ModelPtr& source, const std::string& control, int64_t seed, torch::Device device) {
-  if (control == "trained") return source;
+  if (control == "trained") return CloneModel(source);  // a method may not change the zoo's B
   if (control == "random") {
     torch::manual_seed(SeedB(seed) + 7777);
     ModelPtr fresh = MakeModel(source->spec());
@@ -104,6 +111,30 @@ ModelPtr ApplyControl(const ModelPtr& source, const std::string& control, int64_
   }
   shuffled->eval();
   return shuffled;
+}
+
+// calibrate=control: the largest shift of the transfer class's bias that keeps preservation on
+// A's validation data at or above the threshold, as task-negation papers pick their coefficient
+// under a control constraint. Applies to any method's A' (every model ends in a linear head).
+void Calibrate(Classifier& original, Classifier& modified, const ScenarioData& data, const RunConfig& c,
+               torch::Device device, MetricMap& diagnostics) {
+  const Split& val = data.a_val;
+  if (val.size() == 0) throw BadInput("calibrate=control needs validation data (train.val_fraction > 0)");
+  const int64_t t = c.transfer.front();
+  const int64_t reference = Predict(original, val.images).eq(val.labels).sum().item<int64_t>();
+  torch::NoGradGuard no_grad;
+  modified.eval();
+  std::vector<torch::Tensor> parts;
+  for (int64_t i = 0; i < val.size(); i += 2048) {
+    parts.push_back(modified.forward(val.images.slice(0, i, std::min(i + 2048, val.size())).to(device)).to(torch::kCPU));
+  }
+  const double shift = CalibrationShift(torch::cat(parts), val.labels, t, reference, c.calibrate_threshold,
+                                        c.calibrate_max_shift);
+  modified.head->bias[t].add_(shift);
+  const int64_t kept = Predict(modified, val.images).eq(val.labels).sum().item<int64_t>();
+  diagnostics["calibration/shift"] = shift;
+  diagnostics["calibration/val_preservation"] =
+      reference > 0 ? static_cast<double>(kept) / static_cast<double>(reference) : std::nan("");
 }
 
 Options BindAll(RunConfig& config, Method& method) {
@@ -128,6 +159,12 @@ void RunConfig::Bind(Options& o) {
   o.Add("init", &init, "weight initialisation of A and B", InitNames());
   o.Add("seed", &seed, "run seed (A is trained with seed, B with seed + 1000)");
   o.Add("source", &source, "source control: trained, or its knowledge destroyed", {"trained", "random", "shuffled"});
+  o.Add("calibrate", &calibrate,
+        "control: shift A's transfer-class bias by the largest amount (chosen on S_A validation data) that keeps "
+        "preservation >= calibrate.threshold",
+        {"none", "control"});
+  o.Add("calibrate.threshold", &calibrate_threshold, "preservation to keep when calibrating");
+  o.Add("calibrate.max_shift", &calibrate_max_shift, "largest bias shift calibration may choose");
   train.Bind(o, "train.");
   o.Add("threads", &threads, "intra-op threads (0: all cores)");
   o.Add("device", &device, "compute device", {"auto", "cpu", "cuda"});
@@ -154,6 +191,19 @@ PreparedRun PrepareRun(const RunRequest& request) {
   }
   Validate(p.config);
   WandbSettings::Resolve(p.wandb);  // a bad wandb.* value or WANDB_MODE is bad input too
+  {
+    MethodCheck check;
+    check.target = ModelSpec{p.config.arch_a, p.config.activation, p.config.init};
+    check.source = ModelSpec{p.config.arch_b, p.config.activation, p.config.init};
+    auto a = MakeModel(check.target);
+    auto b = MakeModel(check.source);
+    check.target_width = a->FeatureWidth();
+    check.source_width = b->FeatureWidth();
+    check.target_layers = a->HiddenLayerNames();
+    check.source_layers = b->HiddenLayerNames();
+    check.classes = ScenarioClasses{p.config.classes_a, p.config.classes_b, p.config.transfer};
+    p.method->Check(check);
+  }
   const torch::Device device = ResolveDevice(p.config.device);
   const Dataset& ds = LoadDataset(DataSpec{p.config.dataset, p.config.data_dir});
   p.config_json = all.ToJson();
@@ -162,6 +212,7 @@ PreparedRun PrepareRun(const RunRequest& request) {
   p.config_json["device"] = device.str();
   p.config_json["method"] = request.method;
   p.config_json["dataset_sha256"] = ds.sha256;
+  p.config_json["runner_version"] = kRunnerVersion;
   p.config_hash = JsonHash(p.config_json);
   const auto& c = p.config;
   p.label = fmt::format("{} {} {}→{} seed {} source {}", request.method, c.dataset, c.arch_b, c.arch_a, c.seed, c.source);
@@ -233,17 +284,22 @@ RunOutcome ExecuteRun(PreparedRun& run, const ResultPaths& paths, const ExecuteO
                          b.trained ? "trained" : "from the zoo", b.hash.substr(0, 12)));
     ModelPtr source = ApplyControl(b.model, c.source, c.seed, device);
     ModelPtr target = CloneModel(a.model);
+    const double source_transfer_acc = Accuracy(Predict(*source, data.test.images), data.test.labels, c.transfer);
     torch::manual_seed(static_cast<uint64_t>(c.seed));
     MethodContext ctx{data, target, source, device, log, static_cast<uint64_t>(c.seed)};
     const double method_start = elapsed();
     MethodResult result = run.method->Run(ctx);
     const double method_seconds = elapsed() - method_start;
+    if (c.calibrate == "control") Calibrate(*a.model, *result.model, data, c, device, result.diagnostics);
 
     const torch::Tensor before = Predict(*a.model, data.test.images);
     const torch::Tensor after = Predict(*result.model, data.test.images);
     MetricMap summary = TransferMetrics(before, after, data.test.labels, data.classes);
-    for (const auto& [key, value] : result.diagnostics) summary[run.request.method + "/" + key] = value;
-    summary["source_transfer_acc"] = Accuracy(Predict(*source, data.test.images), data.test.labels, c.transfer);
+    for (const auto& [key, value] : result.diagnostics) {
+      // Run-level diagnostics (calibration/...) keep their own prefix.
+      summary[key.find('/') == std::string::npos ? run.request.method + "/" + key : key] = value;
+    }
+    summary["source_transfer_acc"] = source_transfer_acc;
     summary["time/method_seconds"] = method_seconds;
     summary["time/total_seconds"] = elapsed();
     summary["zoo/a_trained"] = a.trained ? 1 : 0;

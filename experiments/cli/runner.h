@@ -21,6 +21,10 @@
 
 namespace tb {
 
+// Bump when a change to the runner, a method or a metric changes what runs measure: it is part
+// of every config hash, so suites re-run configs measured by older code.
+constexpr int kRunnerVersion = 1;
+
 // Run-level options: everything but the method's own. `arch=X` sets arch_a and arch_b.
 struct RunConfig {
   std::string dataset = "fashion-mnist";
@@ -35,6 +39,9 @@ struct RunConfig {
   std::string init = "default";
   int64_t seed = 0;
   std::string source = "trained";
+  std::string calibrate = "none";
+  double calibrate_threshold = 0.97;
+  double calibrate_max_shift = 50;
   TrainOptions train;
   int64_t threads = 0;
   std::string device = "auto";

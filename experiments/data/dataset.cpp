@@ -133,7 +133,7 @@ std::vector<int64_t> PortablePermutation(int64_t n, uint64_t seed) {
 }
 
 std::pair<Split, Split> CarveValidation(const Split& split, double fraction, uint64_t seed) {
-  if (fraction < 0 || fraction >= 1) {
+  if (!(fraction >= 0 && fraction < 1)) {
     throw BadInput(fmt::format("validation fraction {}: expected a value in [0, 1)", fraction));
   }
   std::map<int64_t, std::vector<int64_t>> by_class;

@@ -19,15 +19,10 @@ struct DirectCopyOptions {
 
 class DirectCopy : public MethodWithOptions<DirectCopyOptions> {
  public:
+  void Check(const MethodCheck& check) const override { RequireEqualWidths("direct_copy", check); }
   MethodResult Run(MethodContext& ctx) override {
     auto& a = *ctx.target;
     auto& b = *ctx.source;
-    if (a.FeatureWidth() != b.FeatureWidth()) {
-      throw BadInput(fmt::format(
-          "direct_copy: target {} has {} penultimate features and source {} has {}; copying a head row "
-          "needs equal widths (use a cross-architecture method)",
-          a.spec().arch, a.FeatureWidth(), b.spec().arch, b.FeatureWidth()));
-    }
     torch::NoGradGuard no_grad;
     double moved = 0;
     for (int64_t t : ctx.data.classes.transfer) {

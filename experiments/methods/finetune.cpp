@@ -25,10 +25,13 @@ struct FinetuneOptions {
 
 class Finetune : public MethodWithOptions<FinetuneOptions> {
  public:
+  void Check(const MethodCheck&) const override {
+    RequireAtLeast("steps", static_cast<double>(opts().steps), 0);
+    RequireAtLeast("batch_size", static_cast<double>(opts().batch_size), 1);
+    if (!(opts().lr > 0)) throw BadInput(fmt::format("lr={}: expected > 0", opts().lr));
+  }
   MethodResult Run(MethodContext& ctx) override {
     const auto& o = opts();
-    if (o.steps < 0) throw BadInput(fmt::format("steps={}: expected >= 0", o.steps));
-    if (o.batch_size < 1) throw BadInput(fmt::format("batch_size={}: expected >= 1", o.batch_size));
     const Split& data = ctx.data.transfer_train;
     if (data.size() == 0) throw BadInput("finetune: no training samples of the transfer classes");
     auto& model = *ctx.target;

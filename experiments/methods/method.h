@@ -54,12 +54,26 @@ struct MethodResult {
   MetricMap diagnostics;     // method-specific values, logged to the run's summary
 };
 
+// What a method can check before anything is trained or stored: the models' shapes and its
+// own options. A problem is a BadInput naming the value and what was expected.
+struct MethodCheck {
+  ModelSpec target, source;
+  int64_t target_width = 0, source_width = 0;  // penultimate features
+  std::vector<std::string> target_layers, source_layers;
+  ScenarioClasses classes;
+};
+
 class Method {
  public:
   virtual ~Method() = default;
   virtual Options& options() = 0;
+  virtual void Check(const MethodCheck& check) const {}
   virtual MethodResult Run(MethodContext& ctx) = 0;
 };
+
+// Shared checks.
+void RequireEqualWidths(const std::string& what, const MethodCheck& check);
+void RequireAtLeast(const std::string& option, double value, double minimum);
 
 // Binds an options struct (with a Bind(Options&) member) to the method's option set.
 template <class OptionsStruct>
@@ -68,6 +82,10 @@ class MethodWithOptions : public Method {
   MethodWithOptions() { opts_.Bind(options_); }
   Options& options() override { return options_; }
   const OptionsStruct& opts() const { return opts_; }
+
+ protected:
+  // For a registered variant that changes defaults (before any option is set).
+  OptionsStruct& mutable_opts() { return opts_; }
 
  private:
   OptionsStruct opts_;

@@ -23,7 +23,8 @@ nlohmann::json ZooRequest::Spec() const {
           {"seed", seed},
           {"train", train.ToJson()},
           {"train_per_class", train_per_class},
-          {"trainer_version", kTrainerVersion}};
+          {"trainer_version", kTrainerVersion},
+          {"device", device.is_cuda() ? "cuda" : "cpu"}};  // GPU kernels give other weights
 }
 
 std::string ZooRequest::Hash() const { return JsonHash(Spec()); }
@@ -39,17 +40,26 @@ std::string Zoo::PathFor(const std::string& hash) const { return (fs::path(dir_)
 void SaveModel(Classifier& model, const std::string& path) {
   fs::create_directories(fs::path(path).parent_path());
   const std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
+  // Always a CPU copy on disk, so a zoo trained on a GPU loads on any machine.
+  ModelPtr cpu = MakeModel(model.spec());
+  {
+    torch::NoGradGuard no_grad;
+    auto src = model.named_parameters();
+    for (auto& item : cpu->named_parameters()) item.value().copy_(src.find(item.key())->to(torch::kCPU));
+  }
   torch::serialize::OutputArchive archive;
-  model.save(archive);
+  cpu->save(archive);
   archive.save_to(tmp);
   fs::rename(tmp, path);  // atomic: concurrent readers see the old file or the whole new one
 }
 
 void LoadModel(Classifier& model, const std::string& path) {
   torch::serialize::InputArchive archive;
+  const auto device = model.parameters().front().device();
   try {
-    archive.load_from(path);
+    archive.load_from(path, torch::Device(torch::kCPU));
     model.load(archive);
+    model.to(device);  // load() takes the archive's device; put the weights back where asked
   } catch (const c10::Error& e) {
     throw BadInput(fmt::format("{}: cannot load model ({})", path, e.what_without_backtrace()));
   }

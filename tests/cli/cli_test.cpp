@@ -25,7 +25,9 @@ TEST(CliTest, HelpAndRegistries) {
   EXPECT_EQ(RunCommand(kBin + "/transferbench --help").exit_code, 0);
   auto methods = RunCommand(kBin + "/transferbench list methods");
   EXPECT_EQ(methods.exit_code, 0);
-  EXPECT_EQ(methods.out, "direct_copy\nfinetune\n");
+  EXPECT_EQ(methods.out,
+            "cascade_transplant\nconcept_injection\ncross_arch_alignment\ndirect_copy\nfinetune\nlabel_probe\n"
+            "linear_stitch\npreserved_concept_injection\nvector_space_alignment\n");
   EXPECT_EQ(RunCommand(kBin + "/transferbench list models").out, "cnn2464\ndeep\nmega\nsuperwide\nverydeep\nwide\n");
   EXPECT_EQ(RunCommand(kBin + "/transferbench list datasets").out, "fashion-mnist\nidx\nmnist\n");
   EXPECT_EQ(RunCommand(kBin + "/transferbench list losses").out, "cross_entropy\nkd\n");
@@ -42,7 +44,7 @@ TEST(CliTest, BadInputIsOneLineAndExitCode2) {
   };
   const std::vector<Case> cases = {
       {Tb(dir.path(), "run direct_copy --set stesp=3"), "error: unknown option 'stesp' (accepted: "},
-      {Tb(dir.path(), "run nosuch"), "error: method 'nosuch': unknown (registered: direct_copy, finetune)\n"},
+      {Tb(dir.path(), "run nosuch"), "error: method 'nosuch': unknown (registered: cascade_transplant, concept_injection, "},
       {kBin + "/exp_direct_copy --results " + dir.path() + " --set seed=x", "error: seed=x: expected an integer\n"},
       {Tb(dir.path(), "run direct_copy --set dataset=cifar"), "error: dataset=cifar: expected one of fashion-mnist, idx, mnist\n"},
       {Tb(dir.path(), "run direct_copy --set seed"), "error: 'seed': expected key=value\n"},

@@ -11,13 +11,16 @@ namespace tb {
 namespace {
 
 TEST(RegistryTest, HoldsEveryExpectedName) {
-  EXPECT_EQ(Methods().Names(), (std::vector<std::string>{"direct_copy", "finetune"}));
+  EXPECT_EQ(Methods().Names(),
+            (std::vector<std::string>{"cascade_transplant", "concept_injection", "cross_arch_alignment", "direct_copy",
+                                      "finetune", "label_probe", "linear_stitch", "preserved_concept_injection",
+                                      "vector_space_alignment"}));
   EXPECT_EQ(Losses().Names(), (std::vector<std::string>{"cross_entropy", "kd"}));
   try {
     Methods().Find("surgery");
     FAIL();
   } catch (const BadInput& e) {
-    EXPECT_EQ(std::string(e.what()), "method 'surgery': unknown (registered: direct_copy, finetune)");
+    EXPECT_EQ(std::string(e.what()).rfind("method 'surgery': unknown (registered: cascade_transplant, ", 0), 0u);
   }
 }
 
@@ -93,15 +96,17 @@ TEST_F(MethodRunTest, DirectCopyChangesOnlyTheTransferRowAndIsDeterministic) {
   EXPECT_GT(first.summary.at("direct_copy/row_change_norm"), 0.0);
 }
 
+// Checked before anything is trained or stored.
 TEST_F(MethodRunTest, DirectCopyRefusesDifferentWidths) {
-  RunOutcome out = Execute(Request("direct_copy", {{"arch_a", "superwide"}}));
-  EXPECT_EQ(out.status, RunStatus::kFailed);
-  EXPECT_EQ(out.exit_code, 2);
-  EXPECT_NE(out.error.find("target superwide has 2048 penultimate features and source verydeep has 64"),
-            std::string::npos)
-      << out.error;
-  RunStore store(dir_.path() + "/runs.db");
-  EXPECT_EQ(store.GetRun(out.run_id)->status, RunStatus::kFailed);
+  try {
+    PrepareRun(Request("direct_copy", {{"arch_a", "superwide"}}));
+    FAIL();
+  } catch (const BadInput& e) {
+    EXPECT_NE(std::string(e.what()).find("target superwide has 2048 penultimate features and source verydeep has 64"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() + "/runs.db"));
 }
 
 TEST_F(MethodRunTest, FinetuneForgetsAndIsDeterministic) {
