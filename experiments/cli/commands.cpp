@@ -165,8 +165,10 @@ int TransferbenchMain(int argc, char** argv) {
   });
 
   auto* nightly = app.add_subcommand("nightly", "run the nightly suite (resumes: finished configs are skipped)");
-  bool quick = false;
+  bool quick = false, full = false, dry_run = false;
   nightly->add_flag("--quick", quick, "the small version for tests (nightly_quick.json)");
+  nightly->add_flag("--full", full, "the full version: whole surgery suite on both datasets, 5 seeds (nightly_full.json)");
+  nightly->add_flag("-n,--dry-run", dry_run, "check every run's options and list what would run; run nothing");
   nightly->add_option("--set", sets, "override an option in every run: key=value");
   nightly->add_flag("-v,--verbose", verbose, "echo progress and scalars on stderr");
 
@@ -175,11 +177,29 @@ int TransferbenchMain(int argc, char** argv) {
   suite_cmd->add_option("file", suite_file, "suite JSON file")->required();
   suite_cmd->add_option("--set", sets, "override an option in every run: key=value");
   suite_cmd->add_flag("-v,--verbose", verbose, "echo progress and scalars on stderr");
+  suite_cmd->add_flag("-n,--dry-run", dry_run, "check every run's options and list what would run; run nothing");
 
   auto run_suite = [&](const std::string& path) {
     code = Guarded([&] {
       Suite s = LoadSuite(path);
       std::cerr << fmt::format("suite {}: {} runs from {}\n", s.name, s.runs.size(), path);
+      if (dry_run) {
+        const auto settings = ParseSettings(sets, "");
+        const std::string db = ResultPaths{results}.store_path();
+        std::unique_ptr<RunStore> store;
+        if (fs::exists(db)) store = std::make_unique<RunStore>(db);
+        int64_t done = 0;
+        for (RunRequest r : s.runs) {
+          r.settings.insert(r.settings.end(), settings.begin(), settings.end());
+          PreparedRun p = PrepareRun(r);
+          const bool finished = store && store->FinishedRunWithHash(p.config_hash);
+          done += finished ? 1 : 0;
+          std::cout << (finished ? "done  " : "to run ") << p.label << "\n";
+        }
+        std::cout << fmt::format("suite {}: {} runs, {} already done, {} to run\n", s.name, s.runs.size(), done,
+                                 static_cast<int64_t>(s.runs.size()) - done);
+        return 0;
+      }
       SuiteResult r = RunSuite(s, ResultPaths{results}, ParseSettings(sets, ""), verbose);
       std::ifstream md(r.report_paths.front());
       std::cout << md.rdbuf() << "\n";
@@ -190,7 +210,9 @@ int TransferbenchMain(int argc, char** argv) {
       return r.failed > 0 ? 1 : 0;
     });
   };
-  nightly->callback([&] { run_suite(SuitesDir() + (quick ? "/nightly_quick.json" : "/nightly.json")); });
+  nightly->callback([&] {
+    run_suite(SuitesDir() + (quick ? "/nightly_quick.json" : full ? "/nightly_full.json" : "/nightly.json"));
+  });
   suite_cmd->callback([&] { run_suite(suite_file); });
 
   auto* report = app.add_subcommand("report", "write a suite's comparison tables (md, tex, csv) and print one");

@@ -185,6 +185,13 @@ PreparedRun PrepareRun(const RunRequest& request) {
     } else if (key == "arch") {
       all.Set("arch_a", value);
       all.Set("arch_b", value);
+    } else if (key == "pair") {
+      // "source:target", e.g. "deep:wide" moves from a deep B into a wide A.
+      const std::string text = value.is_string() ? value.get<std::string>() : value.dump();
+      const auto colon = text.find(':');
+      if (colon == std::string::npos) throw BadInput(fmt::format("pair={}: expected SOURCE:TARGET, e.g. deep:wide", text));
+      all.Set("arch_b", text.substr(0, colon));
+      all.Set("arch_a", text.substr(colon + 1));
     } else {
       all.Set(key, value);
     }

@@ -25,7 +25,8 @@ namespace tb {
 // of every config hash, so suites re-run configs measured by older code.
 constexpr int kRunnerVersion = 1;
 
-// Run-level options: everything but the method's own. `arch=X` sets arch_a and arch_b.
+// Run-level options: everything but the method's own. `arch=X` sets arch_a and arch_b;
+// `pair=B:A` sets arch_b (the source) and arch_a (the target).
 struct RunConfig {
   std::string dataset = "fashion-mnist";
   std::string data_dir;
