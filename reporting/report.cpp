@@ -76,8 +76,8 @@ TableSpec NightlyTableSpec(const std::string& suite) {
   TableSpec s;
   s.title = fmt::format("TransferBench — suite {}", suite);
   s.suite = suite;
-  s.group_keys = {"dataset", "method", "pair", "source"};
-  s.group_headers = {"Dataset", "Method", "Source → Target", "Source"};
+  s.group_keys = {"dataset", "pair", "method", "head", "source", "calibrate", "train.epochs"};
+  s.group_headers = {"Dataset", "Model pair (source → target)", "Method", "Head", "Source", "Calibrate", "Epochs"};
   s.metrics = {{"transfer_rate", "Transfer %", true},
                {"preservation", "Preservation %", true},
                {"degradation", "Degradation (pts)", false},
@@ -166,7 +166,7 @@ std::string RenderMarkdown(const Table& t) {
   out += header + "\n" + rule + "\n";
   for (const auto& row : t.rows) {
     std::string line = "|";
-    for (const auto& k : row.keys) line += " " + k + " |";
+    for (const auto& k : row.keys) line += " " + (k.empty() ? std::string("–") : k) + " |";
     for (size_t i = 0; i < row.cells.size(); ++i) line += " " + FormatCell(row.cells[i], t.spec.metrics[i].percent, false) + " |";
     line += fmt::format(" {} |", row.runs);
     out += line + "\n";
@@ -187,7 +187,7 @@ std::string RenderLatex(const Table& t) {
   out += header + "$n$ \\\\\n\\midrule\n";
   for (const auto& row : t.rows) {
     std::string line;
-    for (const auto& k : row.keys) line += LatexEscape(k) + " & ";
+    for (const auto& k : row.keys) line += (k.empty() ? std::string("--") : LatexEscape(k)) + " & ";
     for (size_t i = 0; i < row.cells.size(); ++i) line += FormatCell(row.cells[i], t.spec.metrics[i].percent, true) + " & ";
     out += line + fmt::format("{} \\\\\n", row.runs);
   }

@@ -47,7 +47,8 @@ struct Table {
   int64_t runs = 0;  // finished runs that went into the table
 };
 
-// The nightly table: dataset × method × model pair × source.
+// A suite's main table: one row per dataset × model pair × method × head × source × calibrate ×
+// epochs (an option a method does not have shows as –).
 TableSpec NightlyTableSpec(const std::string& suite);
 
 // Finished runs only; where one config (threads and device aside) finished more than once, the

@@ -20,6 +20,7 @@
 #include "experiments/methods/method.h"
 #include "experiments/models/model.h"
 #include "reporting/report.h"
+#include "reporting/surgery.h"
 #include "store/errors.h"
 #include "store/outbox.h"
 #include "store/wandb.h"
@@ -224,9 +225,11 @@ int TransferbenchMain(int argc, char** argv) {
       ResultPaths paths{results};
       if (!fs::exists(paths.store_path())) throw BadInput(fmt::format("{}: no run store here (run something first)", paths.store_path()));
       RunStore store(paths.store_path());
-      Table t = BuildTable(store, NightlyTableSpec(report_suite));
-      auto written = WriteTable(t, paths.reports_dir(), report_suite.empty() ? "all" : report_suite);
-      std::cout << (format == "md" ? RenderMarkdown(t) : format == "tex" ? RenderLatex(t) : RenderCsv(t));
+      const std::string name = report_suite.empty() ? "all" : report_suite;
+      auto written = WriteSuiteReport(store, report_suite, paths.reports_dir(), name);
+      const std::string printed = format == "md" ? written[0] : format == "tex" ? written[1] : written[2];
+      std::ifstream in(printed);
+      std::cout << in.rdbuf();
       std::cerr << fmt::format("written: {}\n", fmt::join(written, "  "));
       return 0;
     });

@@ -8,6 +8,7 @@
 
 #include "experiments/cli/console.h"
 #include "reporting/report.h"
+#include "reporting/surgery.h"
 #include "store/errors.h"
 
 namespace tb {
@@ -128,8 +129,7 @@ SuiteResult RunSuite(const Suite& suite, const ResultPaths& paths,
   }
   progress.Finish();
   RunStore store(paths.store_path());
-  Table table = BuildTable(store, NightlyTableSpec(suite.name));
-  result.report_paths = WriteTable(table, paths.reports_dir(), suite.name);
+  result.report_paths = WriteSuiteReport(store, suite.name, paths.reports_dir(), suite.name);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return result;
 }

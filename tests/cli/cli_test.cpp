@@ -81,8 +81,9 @@ TEST(CliTest, QuickNightlyEndToEnd) {
     EXPECT_TRUE(std::filesystem::exists(dir / (std::string("reports/nightly-quick.") + ext))) << ext;
   }
   const std::string md = testing::ReadFile(dir / "reports/nightly-quick.md");
-  EXPECT_NE(md.find("| mnist | finetune | wide → wide | trained |"), std::string::npos) << md;
-  EXPECT_NE(md.find("| fashion-mnist | direct_copy | verydeep → verydeep | shuffled |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| mnist | wide → wide | finetune | – | trained | none | 1 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| fashion-mnist | verydeep → verydeep | direct_copy | – | shuffled | none | 1 |"), std::string::npos)
+      << md;
   EXPECT_NE(md.find("16 finished runs"), std::string::npos) << md;
   EXPECT_NE(first.out.find("report: " + dir.path() + "/reports/nightly-quick.md"), std::string::npos);
 
@@ -110,7 +111,8 @@ TEST(CliTest, QuickNightlyEndToEnd) {
   EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM metrics"), metrics_before);
   auto report = RunCommand(Tb(dir.path(), "report --suite nightly-quick --format csv"));
   EXPECT_EQ(report.exit_code, 0);
-  EXPECT_NE(report.out.find("dataset,method,pair,source,transfer_rate_mean"), std::string::npos);
+  EXPECT_NE(report.out.find("dataset,pair,method,head,source,calibrate,train.epochs,transfer_rate_mean"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -1,0 +1,51 @@
+// The surgery suite's own tables, from the run store (no torch): the training-depth table
+// (epochs × method → transfer / preservation) and the claims table, which sets each figure the
+// "Neural Network Surgery for Knowledge Transfer" report states beside our measurement of the
+// same thing under each reading of the head, its random-source control and the label_probe
+// reference, with a verdict.
+//
+//   tb::SurgeryTables t = tb::BuildSurgeryTables(store, "nightly", "mnist");
+//   std::string md = tb::RenderSurgeryMarkdown(t);
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "reporting/report.h"
+#include "store/run_store.h"
+
+namespace tb {
+
+struct DepthRow {
+  std::string method;
+  std::vector<Cell> transfer, preservation;  // one per epoch count
+};
+
+struct ClaimRow {
+  std::string claim;       // what the report says
+  std::string report;      // its figure, as stated
+  std::vector<std::string> readings;  // our "transfer / preservation" under head keep, copy_row, stitch_row
+  std::string control;     // the random-source control (head keep)
+  std::string probe;       // label_probe on the same pair
+  std::string verdict;
+};
+
+struct SurgeryTables {
+  std::string suite, dataset;
+  std::vector<int64_t> epochs;
+  std::vector<DepthRow> depth;
+  std::vector<ClaimRow> claims;
+};
+
+SurgeryTables BuildSurgeryTables(RunStore& store, const std::string& suite, const std::string& dataset);
+std::string RenderSurgeryMarkdown(const SurgeryTables& tables);
+std::string RenderClaimsCsv(const SurgeryTables& tables);
+bool HasMeasurements(const SurgeryTables& tables);
+
+// A suite's whole report: <dir>/<name>.{md,tex,csv} (the main table; the Markdown adds, per
+// dataset with surgery runs, the training-depth and claims tables) and <name>-claims.csv.
+// Returns the paths written.
+std::vector<std::string> WriteSuiteReport(RunStore& store, const std::string& suite, const std::string& dir,
+                                          const std::string& name);
+
+}  // namespace tb

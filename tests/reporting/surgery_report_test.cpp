@@ -1,0 +1,72 @@
+#include "reporting/surgery.h"
+
+#include <gtest/gtest.h>
+
+namespace tb {
+namespace {
+
+void AddRun(RunStore& store, const std::string& method, const std::string& pair, const std::string& head,
+            const std::string& source, int64_t seed, double transfer, double preservation, int64_t epochs = 5) {
+  NewRun r;
+  r.suite = "nightly";
+  r.method = method;
+  r.dataset = "mnist";
+  r.seed = seed;
+  const auto colon = pair.find(':');
+  r.config = {{"dataset", "mnist"}, {"method", method}, {"arch_b", pair.substr(0, colon)},
+              {"arch_a", pair.substr(colon + 1)}, {"seed", seed}, {"source", source}, {"calibrate", "none"},
+              {"train.epochs", epochs}};
+  if (!head.empty()) r.config["head"] = head;
+  const auto id = store.CreateRun(r);
+  store.SetSummary(id, {{"transfer_rate", transfer}, {"preservation", preservation}});
+  store.FinishRun(id, RunStatus::kFinished, 0, "");
+}
+
+const ClaimRow& Find(const SurgeryTables& t, const std::string& prefix) {
+  for (const auto& c : t.claims) {
+    if (c.claim.rfind(prefix, 0) == 0) return c;
+  }
+  throw std::runtime_error("no claim " + prefix);
+}
+
+TEST(SurgeryReportTest, VerdictsFollowTheReadingsAndTheReferences) {
+  RunStore store(":memory:");
+  for (int64_t s = 0; s < 3; ++s) {
+    AddRun(store, "direct_copy", "wide:wide", "", "trained", s, 0.0, 1.0);
+    AddRun(store, "cascade_transplant", "wide:wide", "", "trained", s, 0.02, 1.0);
+    AddRun(store, "vector_space_alignment", "wide:wide", "keep", "trained", s, 0.0, 1.0);
+    AddRun(store, "vector_space_alignment", "wide:wide", "copy_row", "trained", s, 0.86 + 0.01 * s, 0.98);
+    AddRun(store, "vector_space_alignment", "wide:wide", "keep", "random", s, 0.0, 1.0);
+    AddRun(store, "concept_injection", "wide:wide", "keep", "trained", s, 1.0, 0.0);
+    AddRun(store, "concept_injection", "wide:wide", "keep", "random", s, 1.0, 0.0);
+    AddRun(store, "label_probe", "wide:wide", "", "trained", s, 0.83, 0.93);
+  }
+  SurgeryTables t = BuildSurgeryTables(store, "nightly", "mnist");
+  EXPECT_EQ(Find(t, "Direct head-row copy").verdict, "reproduced");
+  EXPECT_EQ(Find(t, "Cascade transplant").verdict, "not reproduced");
+  const auto& vsa = Find(t, "Vector-space alignment, wide");
+  EXPECT_EQ(vsa.verdict, "only under head=copy_row");
+  EXPECT_EQ(vsa.readings[1], "87.0 ± 1.0 / 98.0 ± 0.0 (n=3)");
+  EXPECT_EQ(vsa.probe, "83.0 ± 0.0 / 93.0 ± 0.0 (n=3)");
+  // 100% / 0% reproduced, but the random source does the same: not transfer.
+  EXPECT_EQ(Find(t, "SAE concept injection").verdict, "reproduced; control matches it: not transfer");
+  EXPECT_EQ(Find(t, "Cross-architecture").verdict, "not measured");
+  EXPECT_TRUE(HasMeasurements(t));
+}
+
+TEST(SurgeryReportTest, DepthTableHasOneColumnPerEpochCount) {
+  RunStore store(":memory:");
+  AddRun(store, "linear_stitch", "wide:wide", "", "trained", 0, 0.9, 0.99, /*epochs=*/1);
+  AddRun(store, "linear_stitch", "wide:wide", "", "trained", 0, 0.5, 0.99, /*epochs=*/30);
+  SurgeryTables t = BuildSurgeryTables(store, "nightly", "mnist");
+  ASSERT_EQ(t.depth.size(), 1u);
+  EXPECT_EQ(t.depth[0].method, "linear_stitch");
+  EXPECT_DOUBLE_EQ(t.depth[0].transfer[0].mean, 0.9);
+  EXPECT_EQ(t.depth[0].transfer[1].n, 0);
+  EXPECT_DOUBLE_EQ(t.depth[0].transfer[5].mean, 0.5);
+  const std::string md = RenderSurgeryMarkdown(t);
+  EXPECT_NE(md.find("| linear_stitch | 90.0 / 99.0 | – | – | – | – | 50.0 / 99.0 |"), std::string::npos) << md;
+}
+
+}  // namespace
+}  // namespace tb
