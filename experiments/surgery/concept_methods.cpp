@@ -32,19 +32,23 @@ torch::Tensor RandomLike(const torch::Tensor& v, uint64_t seed) {
 
 }  // namespace
 
-void ConceptInjectionOptions::Bind(Options& o) {
+void SaeHeadOptions::Bind(Options& o) {
   o.Add("concepts", &concepts, "SAE concepts c (encoder in→2c→c)");
   o.Add("l1", &l1, "SAE sparsity weight");
-  o.Add("sae_epochs", &sae_epochs, "SAE training epochs on A's S_A features (report: unspecified)");
+  o.Add("sae_epochs", &sae_epochs, "SAE training epochs (report: unspecified)");
+  o.Add("head", &head, "A's transfer row", {"keep", "copy_row", "stitch_row"});
+  o.Add("ridge", &ridge, "ridge term of the stitch (head=stitch_row)");
+}
+
+void ConceptInjectionOptions::Bind(Options& o) {
+  sae.Bind(o);
   o.Add("steps", &steps, "optimizer steps for the concept vector and strength");
   o.Add("lr", &lr, "Adam learning rate of the injection");
   o.Add("transfer_weight", &transfer_weight, "weight of the class-4 cross-entropy");
   o.Add("mse_weight", &mse_weight, "weight of the MSE to A's original logits on S_A");
   o.Add("ce_weight", &ce_weight, "weight of the cross-entropy on S_A");
-  o.Add("head", &head, "A's transfer row", {"keep", "copy_row", "stitch_row"});
   o.Add("concept_source", &concept_source, "learned vector, or a fixed random one of the same norm (control)",
         {"learned", "random"});
-  o.Add("ridge", &ridge, "ridge term of the stitch (head=stitch_row)");
 }
 
 ConceptInjection::ConceptInjection(bool preserve)
@@ -56,22 +60,22 @@ ConceptInjection::ConceptInjection(bool preserve)
 }
 
 void ConceptInjection::Check(const MethodCheck& c) const {
-  if (opts().head == "copy_row") RequireEqualWidths(name_ + " head=copy_row", c);
-  RequireAtLeast("concepts", static_cast<double>(opts().concepts), 1);
+  if (opts().sae.head == "copy_row") RequireEqualWidths(name_ + " head=copy_row", c);
+  RequireAtLeast("concepts", static_cast<double>(opts().sae.concepts), 1);
   RequireAtLeast("steps", static_cast<double>(opts().steps), 0);
-  RequireAtLeast("ridge", opts().ridge, 0);
+  RequireAtLeast("ridge", opts().sae.ridge, 0);
 }
 
 MethodResult ConceptInjection::Run(MethodContext& ctx) {
   const auto& o = opts();
   MetricMap diag;
   ModelPtr original = CloneModel(ctx.target);
-  ApplyHead(o.head, *ctx.target, *ctx.source, ctx.data, ctx.device, o.ridge, false, diag, "");
-  SparseAutoencoder sae = FitSae(*ctx.target, ctx.data.a_train, o.concepts, o.l1, o.sae_epochs, ctx, "a", diag);
+  ApplyHead(o.sae.head, *ctx.target, *ctx.source, ctx.data, ctx.device, o.sae.ridge, false, diag, "");
+  SparseAutoencoder sae = FitSae(*ctx.target, ctx.data.a_train, o.sae.concepts, o.sae.l1, o.sae.sae_epochs, ctx, "a", diag);
   InjectionSpec spec;
   spec.learn_concept = o.concept_source == "learned";
   torch::manual_seed(ctx.seed + 99);
-  auto concept = torch::randn({o.concepts}, torch::TensorOptions().device(ctx.device)) * 0.1;
+  auto concept = torch::randn({o.sae.concepts}, torch::TensorOptions().device(ctx.device)) * 0.1;
   auto model = std::make_shared<InjectedClassifier>(ctx.target, sae, concept, torch::zeros_like(concept), spec);
   InjectionLoss w;
   w.transfer = o.transfer_weight;
@@ -86,9 +90,7 @@ MethodResult ConceptInjection::Run(MethodContext& ctx) {
 }
 
 void ConceptAlignmentOptions::Bind(Options& o) {
-  o.Add("concepts", &concepts, "SAE concepts c for A and B");
-  o.Add("l1", &l1, "SAE sparsity weight");
-  o.Add("sae_epochs", &sae_epochs, "SAE training epochs (report: unspecified)");
+  sae.Bind(o);
   o.Add("alignment", &alignment, "B→A alignment: Procrustes on shared-class concept centroids, or a feature-aligner MLP",
         {"procrustes", "mlp"});
   o.Add("free_k", &free_k, "free directions (0: min(8, concepts / 3))");
@@ -104,10 +106,8 @@ void ConceptAlignmentOptions::Bind(Options& o) {
   o.Add("preserve_batch", &preserve_batch, "S_A samples per step");
   o.Add("aligner_hidden", &aligner_hidden, "hidden units of the feature aligner (alignment=mlp)");
   o.Add("aligner_epochs", &aligner_epochs, "training epochs of the feature aligner");
-  o.Add("head", &head, "A's transfer row", {"keep", "copy_row", "stitch_row"});
   o.Add("concept_source", &concept_source, "the aligned class-4 concept from B, or a random vector of its norm (control)",
         {"source", "random"});
-  o.Add("ridge", &ridge, "ridge term of the stitch (head=stitch_row)");
 }
 
 ConceptAlignment::ConceptAlignment(bool cross_architecture)
@@ -117,9 +117,9 @@ ConceptAlignment::ConceptAlignment(bool cross_architecture)
 
 void ConceptAlignment::Check(const MethodCheck& c) const {
   const auto& o = opts();
-  if (o.head == "copy_row") RequireEqualWidths(name_ + " head=copy_row", c);
-  RequireAtLeast("concepts", static_cast<double>(o.concepts), 3);
-  if (o.free_k > o.concepts) throw BadInput(fmt::format("free_k={}: expected at most concepts ({})", o.free_k, o.concepts));
+  if (o.sae.head == "copy_row") RequireEqualWidths(name_ + " head=copy_row", c);
+  RequireAtLeast("concepts", static_cast<double>(o.sae.concepts), 3);
+  if (o.free_k > o.sae.concepts) throw BadInput(fmt::format("free_k={}: expected at most concepts ({})", o.free_k, o.sae.concepts));
   RequireAtLeast("steps", static_cast<double>(o.steps), 0);
   RequireAtLeast("sigma", o.sigma, 1e-9);
   if (o.beta < 0 || o.beta > 1) throw BadInput(fmt::format("beta={}: expected a value in [0, 1]", o.beta));
@@ -141,12 +141,12 @@ MethodResult ConceptAlignment::Run(MethodContext& ctx) {
   }
   if (shared.empty()) throw BadInput(fmt::format("{}: S_A and S_B share no class to align on", name_));
   ModelPtr original = CloneModel(ctx.target);
-  SparseAutoencoder sae_a = FitSae(*ctx.target, ctx.data.a_train, o.concepts, o.l1, o.sae_epochs, ctx, "a", diag);
+  SparseAutoencoder sae_a = FitSae(*ctx.target, ctx.data.a_train, o.sae.concepts, o.sae.l1, o.sae.sae_epochs, ctx, "a", diag);
   auto codes_a = sae_a->Encode(FeaturesOf(*ctx.target, ctx.data.a_train.images, ctx.device)).detach();
   auto labels_a = ctx.data.a_train.labels.to(ctx.device);
   torch::Tensor anchor;  // the class-4 concept in A's concept space
   if (o.alignment == "procrustes") {
-    SparseAutoencoder sae_b = FitSae(*ctx.source, ctx.data.b_train, o.concepts, o.l1, o.sae_epochs, ctx, "b", diag);
+    SparseAutoencoder sae_b = FitSae(*ctx.source, ctx.data.b_train, o.sae.concepts, o.sae.l1, o.sae.sae_epochs, ctx, "b", diag);
     auto codes_b = sae_b->Encode(FeaturesOf(*ctx.source, ctx.data.b_train.images, ctx.device)).detach();
     auto labels_b = ctx.data.b_train.labels.to(ctx.device);
     auto c_a = ClassCentroids(codes_a, labels_a, shared);
@@ -186,14 +186,14 @@ MethodResult ConceptAlignment::Run(MethodContext& ctx) {
     anchor = sae_a->Encode(aligned).mean(0).detach();
   }
   // Free directions: the part of A's concept space its own class centroids do not use.
-  const int64_t k = o.free_k > 0 ? o.free_k : std::min<int64_t>(8, o.concepts / 3);
+  const int64_t k = o.free_k > 0 ? o.free_k : std::min<int64_t>(8, o.sae.concepts / 3);
   auto free = FreeDirections(ClassCentroids(codes_a, labels_a, cls.a), k);
   diag["free_k"] = static_cast<double>(k);
   auto concept = free.mv(free.t().mv(anchor));
   if (o.concept_source == "random") concept = RandomLike(concept, ctx.seed + 4242);
   diag["concept_norm"] = concept.norm().item<double>();
 
-  ApplyHead(o.head, *ctx.target, *ctx.source, ctx.data, ctx.device, o.ridge, false, diag, "");
+  ApplyHead(o.sae.head, *ctx.target, *ctx.source, ctx.data, ctx.device, o.sae.ridge, false, diag, "");
   InjectionSpec spec;
   spec.gated = true;
   spec.blend = true;

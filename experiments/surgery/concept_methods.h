@@ -14,18 +14,24 @@
 
 namespace tb {
 
-struct ConceptInjectionOptions {
+// The options every concept method shares: its SAE and what it does to A's head.
+struct SaeHeadOptions {
   int64_t concepts = 24;
   double l1 = 0.05;
   int64_t sae_epochs = 20;
+  std::string head = "keep";
+  double ridge = 1e-3;
+  void Bind(Options& o);
+};
+
+struct ConceptInjectionOptions {
+  SaeHeadOptions sae;
   int64_t steps = 50;
   double lr = 0.01;
   double transfer_weight = 1.0;
   double mse_weight = 0.0;
   double ce_weight = 0.0;
-  std::string head = "keep";
   std::string concept_source = "learned";
-  double ridge = 1e-3;
   void Bind(Options& o);
 };
 
@@ -40,9 +46,7 @@ class ConceptInjection : public MethodWithOptions<ConceptInjectionOptions> {
 };
 
 struct ConceptAlignmentOptions {
-  int64_t concepts = 24;
-  double l1 = 0.05;
-  int64_t sae_epochs = 20;
+  SaeHeadOptions sae;
   std::string alignment = "procrustes";  // procrustes | mlp
   int64_t free_k = 0;                    // 0: min(8, concepts / 3)
   double sigma = 5.0;
@@ -57,9 +61,7 @@ struct ConceptAlignmentOptions {
   int64_t preserve_batch = 16;
   int64_t aligner_hidden = 64;
   int64_t aligner_epochs = 30;
-  std::string head = "keep";
   std::string concept_source = "source";  // source | random (same norm)
-  double ridge = 1e-3;
   void Bind(Options& o);
 };
 
