@@ -155,8 +155,9 @@ double RunStore::StaleSeconds() {
   if (const char* env = std::getenv("TRANSFERBENCH_STALE_SECONDS")) {
     char* end = nullptr;
     double v = std::strtod(env, &end);
-    if (end != env && *end == '\0' && v > 0) return v;
-    throw BadInput(fmt::format("TRANSFERBENCH_STALE_SECONDS={}: expected a positive number of seconds", env));
+    // At least three heartbeat periods (10 s each), so a live run is never taken for a dead one.
+    if (end != env && *end == '\0' && v >= 30) return v;
+    throw BadInput(fmt::format("TRANSFERBENCH_STALE_SECONDS={}: expected a number of seconds >= 30", env));
   }
   return 120.0;
 }

@@ -241,7 +241,8 @@ bool WandbClient::Post(const std::string& path, const nlohmann::json& body, doub
       }
       return true;
     }
-    if (IsFatal(r.status)) {
+    // UpsertBucket's 409 (a concurrent update of the run) is worth retrying, as the SDK does.
+    if (IsFatal(r.status) && !(r.status == 409 && path == "/graphql")) {
       throw WandbFatalError(fmt::format("HTTP {} from {}: {}", r.status, url, FatalHint(r.status)));
     }
     ++counters_.failures;
