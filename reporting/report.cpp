@@ -107,18 +107,29 @@ Cell Aggregate(const std::vector<double>& values) {
   return c;
 }
 
-Table BuildTable(RunStore& store, const TableSpec& spec) {
+std::vector<RunRecord> ReportRuns(RunStore& store, const std::string& suite) {
   RunFilter filter;
-  if (!spec.suite.empty()) filter.suite = spec.suite;
+  if (!suite.empty()) filter.suite = suite;
   filter.status = RunStatus::kFinished;
+  auto runs = store.ListRuns(filter);
+  auto version = [](const RunRecord& r) { return r.config.value("runner_version", int64_t{0}); };
+  int64_t newest = 0;
+  for (const auto& r : runs) newest = std::max(newest, version(r));
   std::set<std::string> seen;  // ListRuns is newest first: keep the newest run of each identity
+  std::vector<RunRecord> out;
+  for (auto& r : runs) {
+    if (version(r) == newest && seen.insert(Identity(r)).second) out.push_back(std::move(r));
+  }
+  return out;
+}
+
+Table BuildTable(RunStore& store, const TableSpec& spec) {
   std::map<std::vector<std::string>, std::vector<std::map<std::string, double>>> groups;
   std::map<std::vector<std::string>, std::string> group_of_display;
   std::vector<std::vector<std::string>> order;
   Table table;
   table.spec = spec;
-  for (const RunRecord& run : store.ListRuns(filter)) {
-    if (!seen.insert(Identity(run)).second) continue;
+  for (const RunRecord& run : ReportRuns(store, spec.suite)) {
     std::vector<std::string> key;
     for (const auto& k : spec.group_keys) key.push_back(KeyValue(run, k));
     // Runs that differ in anything but the seed (epochs, scenario, a method option, ...) are

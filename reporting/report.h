@@ -51,8 +51,13 @@ struct Table {
 // epochs (an option a method does not have shows as –).
 TableSpec NightlyTableSpec(const std::string& suite);
 
-// Finished runs only; where one config (threads and device aside) finished more than once, the
-// newest counts. Runs are averaged only when their configs differ in the seed alone.
+// The runs a report of `suite` ("" = every suite) stands on, newest first: finished; measured by
+// the newest code (the highest `runner_version` in their configs: older code's runs are
+// superseded, not mixed in); and where one config (threads and device aside) finished more
+// than once, only the newest.
+std::vector<RunRecord> ReportRuns(RunStore& store, const std::string& suite);
+
+// Runs are averaged only when their configs differ in the seed alone.
 Table BuildTable(RunStore& store, const TableSpec& spec);
 
 std::string RenderMarkdown(const Table& table);

@@ -108,16 +108,8 @@ bool Agrees(const std::pair<Cell, Cell>& m, const ClaimSpec& c) {
 }  // namespace
 
 SurgeryTables BuildSurgeryTables(RunStore& store, const std::string& suite, const std::string& dataset) {
-  RunFilter f;
-  f.suite = suite;
-  f.status = RunStatus::kFinished;
   std::vector<StoredRun> runs;
-  std::set<std::string> seen;
-  for (const auto& r : store.ListRuns(f)) {
-    nlohmann::json identity = r.config;
-    identity.erase("threads");
-    identity.erase("device");
-    if (!seen.insert(JsonHash(identity)).second) continue;  // newest run of each config
+  for (const auto& r : ReportRuns(store, suite)) {
     nlohmann::json config = r.config;
     config["method"] = r.method;
     runs.push_back({config, store.Summary(r.id)});

@@ -69,3 +69,29 @@ TEST(ReportTest, WritesThreeFiles) {
 
 }  // namespace
 }  // namespace tb
+
+namespace tb {
+namespace {
+
+// Runs measured by older code (a lower runner_version) are superseded, not averaged in.
+TEST(ReportTest, OnlyTheNewestCodesRunsCount) {
+  RunStore store(":memory:");
+  for (int64_t version : {1, 2}) {
+    NewRun r;
+    r.suite = "nightly";
+    r.method = "finetune";
+    r.config = {{"dataset", "mnist"}, {"method", "finetune"}, {"arch_a", "wide"}, {"arch_b", "wide"},
+                {"seed", 0}, {"source", "trained"}, {"runner_version", version}};
+    const auto id = store.CreateRun(r);
+    store.SetSummary(id, {{"transfer_rate", version == 1 ? 0.1 : 0.9}});
+    store.FinishRun(id, RunStatus::kFinished, 0, "");
+  }
+  Table t = BuildTable(store, NightlyTableSpec("nightly"));
+  ASSERT_EQ(t.rows.size(), 1u);
+  EXPECT_EQ(t.rows[0].runs, 1);
+  EXPECT_DOUBLE_EQ(t.rows[0].cells[0].mean, 0.9);
+  EXPECT_EQ(ReportRuns(store, "nightly").size(), 1u);
+}
+
+}  // namespace
+}  // namespace tb
