@@ -117,19 +117,14 @@ ModelPtr ApplyControl(const ModelPtr& source, const std::string& control, int64_
 // A's validation data at or above the threshold, as task-negation papers pick their coefficient
 // under a control constraint. Applies to any method's A' (every model ends in a linear head).
 void Calibrate(Classifier& original, Classifier& modified, const ScenarioData& data, const RunConfig& c,
-               torch::Device device, MetricMap& diagnostics) {
+               MetricMap& diagnostics) {
   const Split& val = data.a_val;
   if (val.size() == 0) throw BadInput("calibrate=control needs validation data (train.val_fraction > 0)");
   const int64_t t = c.transfer.front();
   const int64_t reference = Predict(original, val.images).eq(val.labels).sum().item<int64_t>();
+  const double shift = CalibrationShift(Logits(modified, val.images), val.labels, t, reference,
+                                        c.calibrate_threshold, c.calibrate_max_shift);
   torch::NoGradGuard no_grad;
-  modified.eval();
-  std::vector<torch::Tensor> parts;
-  for (int64_t i = 0; i < val.size(); i += 2048) {
-    parts.push_back(modified.forward(val.images.slice(0, i, std::min(i + 2048, val.size())).to(device)).to(torch::kCPU));
-  }
-  const double shift = CalibrationShift(torch::cat(parts), val.labels, t, reference, c.calibrate_threshold,
-                                        c.calibrate_max_shift);
   modified.head->bias[t].add_(shift);
   const int64_t kept = Predict(modified, val.images).eq(val.labels).sum().item<int64_t>();
   diagnostics["calibration/shift"] = shift;
@@ -297,7 +292,7 @@ RunOutcome ExecuteRun(PreparedRun& run, const ResultPaths& paths, const ExecuteO
     const double method_start = elapsed();
     MethodResult result = run.method->Run(ctx);
     const double method_seconds = elapsed() - method_start;
-    if (c.calibrate == "control") Calibrate(*a.model, *result.model, data, c, device, result.diagnostics);
+    if (c.calibrate == "control") Calibrate(*a.model, *result.model, data, c, result.diagnostics);
 
     const torch::Tensor before = Predict(*a.model, data.test.images);
     const torch::Tensor after = Predict(*result.model, data.test.images);

@@ -24,7 +24,7 @@ double Fraction(const torch::Tensor& hits, const torch::Tensor& mask) {
 
 }  // namespace
 
-torch::Tensor Predict(Classifier& model, const torch::Tensor& images, int64_t batch_size) {
+torch::Tensor Logits(Classifier& model, const torch::Tensor& images, int64_t batch_size) {
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
@@ -32,11 +32,15 @@ torch::Tensor Predict(Classifier& model, const torch::Tensor& images, int64_t ba
   std::vector<torch::Tensor> parts;
   for (int64_t i = 0; i < images.size(0); i += batch_size) {
     auto x = images.slice(0, i, std::min(i + batch_size, images.size(0))).to(device);
-    parts.push_back(model.forward(x).argmax(1).to(torch::kCPU));
+    parts.push_back(model.forward(x).to(torch::kCPU));
   }
   model.train(was_training);
-  if (parts.empty()) return torch::empty({0}, torch::kInt64);
+  if (parts.empty()) return torch::empty({0, model.head->weight.size(0)});
   return torch::cat(parts);
+}
+
+torch::Tensor Predict(Classifier& model, const torch::Tensor& images, int64_t batch_size) {
+  return Logits(model, images, batch_size).argmax(1);
 }
 
 double Accuracy(const torch::Tensor& predictions, const torch::Tensor& labels,

@@ -27,7 +27,10 @@ struct ScenarioClasses {
   std::vector<int64_t> transfer;  // T: in S_B, not in S_A
 };
 
-// Argmax predictions of `model` in batches, in eval mode and without gradients.
+// Logits of `model` on the CPU, computed in batches, in eval mode and without gradients.
+torch::Tensor Logits(Classifier& model, const torch::Tensor& images, int64_t batch_size = 2048);
+
+// Argmax predictions of `model` (Logits(...).argmax(1)).
 torch::Tensor Predict(Classifier& model, const torch::Tensor& images, int64_t batch_size = 2048);
 
 // Fraction of samples whose label is in `classes` predicted correctly (NaN if none).

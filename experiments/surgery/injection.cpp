@@ -125,7 +125,7 @@ double TrainInjection(InjectedClassifier& model, Classifier& original, MethodCon
   {
     torch::NoGradGuard no_grad;
     original.eval();
-    original_logits = torch::cat({original.forward(xp.slice(0, 0, std::min<int64_t>(xp.size(0), 4096)))});
+    original_logits = original.forward(xp.slice(0, 0, std::min<int64_t>(xp.size(0), 4096)));
   }
   const int64_t np = std::min<int64_t>(xp.size(0), 4096);
   torch::optim::Adam opt(model.Trainable(), torch::optim::AdamOptions(t.lr));
