@@ -27,14 +27,6 @@ std::string Identity(const RunRecord& run) {
   return JsonHash(c);
 }
 
-// The config without the machine keys and the seed: runs with equal groups are seeds of one row.
-std::string GroupIdentity(const RunRecord& run) {
-  nlohmann::json c = run.config;
-  for (const char* k : kMachineKeys) c.erase(k);
-  c.erase("seed");
-  return JsonHash(c);
-}
-
 std::string KeyValue(const RunRecord& run, const std::string& key) {
   if (key == "pair") return KeyValue(run, "arch_b") + " → " + KeyValue(run, "arch_a");
   if (key == "method") return run.method;
@@ -123,24 +115,86 @@ std::vector<RunRecord> ReportRuns(RunStore& store, const std::string& suite) {
   return out;
 }
 
+namespace {
+
+// The config a group of seeds shares: without the machine keys and the seed.
+nlohmann::json GroupConfig(const RunRecord& run) {
+  nlohmann::json c = run.config;
+  for (const char* k : kMachineKeys) c.erase(k);
+  c.erase("seed");
+  return c;
+}
+
+// "key=value, ..." for the keys in which `config` differs from any of `others` (the configs
+// that share its displayed columns).
+std::string Variant(const nlohmann::json& config, const std::vector<nlohmann::json>& others) {
+  std::set<std::string> keys;
+  for (const auto& o : others) {
+    for (const auto& [k, v] : config.items()) {
+      if (!o.contains(k) || o.at(k) != v) keys.insert(k);
+    }
+    for (const auto& [k, v] : o.items()) {
+      if (!config.contains(k)) keys.insert(k);
+    }
+  }
+  std::string out;
+  for (const auto& k : keys) {
+    if (k == "dataset_sha256") continue;  // shown as data.dir or dataset already
+    const std::string value = !config.contains(k) ? "–" : config.at(k).is_string() ? config.at(k).get<std::string>()
+                                                                                      : config.at(k).dump();
+    out += (out.empty() ? "" : ", ") + k + "=" + value;
+  }
+  return out;
+}
+
+}  // namespace
+
 Table BuildTable(RunStore& store, const TableSpec& spec) {
-  std::map<std::vector<std::string>, std::vector<std::map<std::string, double>>> groups;
-  std::map<std::vector<std::string>, std::string> group_of_display;
-  std::vector<std::vector<std::string>> order;
+  // Pass 1: runs by group (configs equal but for the seed), and the groups behind each set of
+  // displayed keys.
+  std::map<std::string, std::vector<RunRecord>> runs_of_group;
+  std::map<std::string, nlohmann::json> config_of_group;
+  std::map<std::vector<std::string>, std::vector<std::string>> groups_of_display;
+  std::map<std::string, std::vector<std::string>> display_of_group;
   Table table;
   table.spec = spec;
-  for (const RunRecord& run : ReportRuns(store, spec.suite)) {
+  for (RunRecord& run : ReportRuns(store, spec.suite)) {
     std::vector<std::string> key;
     for (const auto& k : spec.group_keys) key.push_back(KeyValue(run, k));
-    // Runs that differ in anything but the seed (epochs, scenario, a method option, ...) are
-    // never averaged together: a second config behind the same displayed keys gets its own row,
-    // marked with its identity.
-    const std::string group = GroupIdentity(run);
-    auto [it, inserted] = group_of_display.emplace(key, group);
-    if (!inserted && it->second != group) key.back() += " [" + group.substr(0, 8) + "]";
-    if (!groups.count(key)) order.push_back(key);
-    groups[key].push_back(store.Summary(run.id));
+    nlohmann::json config = GroupConfig(run);
+    const std::string group = JsonHash(config);
+    if (!runs_of_group.count(group)) {
+      config_of_group[group] = std::move(config);
+      groups_of_display[key].push_back(group);
+      display_of_group[group] = key;
+    }
+    runs_of_group[group].push_back(std::move(run));
     ++table.runs;
+  }
+  // Pass 2: runs that differ in anything but the seed (a method option, the scenario, ...) are
+  // never averaged together. Where several groups share the displayed keys, each row names what
+  // sets it apart beside its method (or in its last column).
+  const auto method_col = std::find(spec.group_keys.begin(), spec.group_keys.end(), "method");
+  const size_t label_col = method_col != spec.group_keys.end()
+                               ? static_cast<size_t>(method_col - spec.group_keys.begin())
+                               : spec.group_keys.size() - 1;
+  std::map<std::vector<std::string>, std::vector<std::map<std::string, double>>> groups;
+  std::vector<std::vector<std::string>> order;
+  for (const auto& [group, runs] : runs_of_group) {
+    std::vector<std::string> key = display_of_group[group];
+    const auto& siblings = groups_of_display[key];
+    if (siblings.size() > 1 && !key.empty()) {
+      std::vector<nlohmann::json> others;
+      for (const auto& g : siblings) {
+        if (g != group) others.push_back(config_of_group[g]);
+      }
+      std::string variant = Variant(config_of_group[group], others);
+      if (variant.empty()) variant = group.substr(0, 8);
+      key[label_col] += " (" + variant + ")";
+    }
+    if (groups.count(key)) key[label_col] += " [" + group.substr(0, 8) + "]";  // never merge two configs
+    order.push_back(key);
+    for (const auto& run : runs) groups[key].push_back(store.Summary(run.id));
   }
   std::sort(order.begin(), order.end());
   for (const auto& key : order) {

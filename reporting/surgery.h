@@ -25,7 +25,7 @@ struct ClaimRow {
   std::string claim;       // what the report says
   std::string report;      // its figure, as stated
   std::vector<std::string> readings;  // our "transfer / preservation" under head keep, copy_row, stitch_row
-  std::string control;     // the random-source control (head keep)
+  std::string control;     // the controls (B random; concept random) under the verdict's head
   std::string probe;       // label_probe on the same pair
   std::string verdict;
 };

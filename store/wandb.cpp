@@ -19,7 +19,6 @@
 namespace tb {
 namespace {
 
-constexpr const char* kSink = "wandb";
 constexpr const char* kUpsertBucket = R"gql(mutation UpsertBucket($id: String, $name: String, $project: String, $entity: String, $groupName: String, $description: String, $displayName: String, $notes: String, $commit: String, $config: JSONString, $host: String, $debug: Boolean, $program: String, $repo: String, $jobType: String, $state: String, $sweep: String, $tags: [String!], $summaryMetrics: JSONString) {
   upsertBucket(input: {id: $id, name: $name, groupName: $groupName, modelName: $project, entityName: $entity, description: $description, displayName: $displayName, notes: $notes, config: $config, commit: $commit, host: $host, debug: $debug, jobProgram: $program, jobRepo: $repo, jobType: $jobType, state: $state, sweep: $sweep, tags: $tags, summaryMetrics: $summaryMetrics}) {
     bucket { id name displayName description config sweepName project { id name entity { id name } } historyLineCount }
@@ -146,6 +145,12 @@ int FinalExitCode(const RunRecord& run) {
 
 }  // namespace
 
+std::string WandbSettings::Sink() const {
+  std::string url = base_url;
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  return fmt::format("wandb {} {}/{}", url, entity.empty() ? "-" : entity, project);
+}
+
 std::vector<std::string> WandbSettings::OptionNames() {
   return {"wandb.backoff_initial", "wandb.backoff_max", "wandb.base_url", "wandb.entity", "wandb.finish_timeout",
           "wandb.group", "wandb.interval", "wandb.max_lines", "wandb.mode", "wandb.project", "wandb.tags",
@@ -262,7 +267,7 @@ bool WandbClient::Post(const std::string& path, const nlohmann::json& body, doub
 }
 
 WandbSync::WandbSync(RunStore& store, WandbSettings settings, std::string owner)
-    : store_(store), outbox_(store, kSink), client_(std::move(settings)), owner_(std::move(owner)) {}
+    : store_(store), outbox_(store, settings.Sink()), client_(std::move(settings)), owner_(std::move(owner)) {}
 
 SyncReport WandbSync::SyncRun(const std::string& run_id, double deadline) {
   SyncReport report;

@@ -53,6 +53,10 @@ struct WandbSettings {
   static WandbSettings Resolve(const std::map<std::string, std::string>& overrides = {});
   static std::vector<std::string> OptionNames();
   bool Online() const { return mode == "online" && !api_key.empty(); }
+  // The outbox sink of this destination ("wandb <base_url> <entity or -> /<project>"): what was
+  // acknowledged by one server or project says nothing about another, so each keeps its own
+  // cursors and a run is mirrored in full to every destination it is synced to.
+  std::string Sink() const;
 };
 
 // The key from ~/.netrc (or $NETRC) for the base URL's host ("host" or "host:port").

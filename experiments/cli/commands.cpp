@@ -349,7 +349,7 @@ int TransferbenchMain(int argc, char** argv) {
       if (!fs::exists(paths.store_path())) throw BadInput(fmt::format("{}: no run store here", paths.store_path()));
       RunStore store(paths.store_path());
       std::vector<std::string> ids;
-      if (sync_all) ids = Outbox(store, "wandb").PendingRuns();
+      if (sync_all) ids = Outbox(store, settings.Sink()).PendingRuns();
       for (const auto& r : sync_runs) {
         auto run = store.GetRun(r);
         if (!run) throw BadInput(fmt::format("run '{}': no such run in {}", r, store.path()));

@@ -57,6 +57,32 @@ TEST(ReportTest, RepeatedConfigCountsOnce) {
   EXPECT_EQ(t.rows[0].runs, 1);
 }
 
+TEST(ReportTest, ConfigsBehindTheSameColumnsGetTheirOwnNamedRows) {
+  RunStore store(":memory:");
+  for (int64_t seed = 0; seed < 2; ++seed) {
+    for (const std::string concept : {"source", "random"}) {
+      NewRun r;
+      r.suite = "nightly";
+      r.method = "vector_space_alignment";
+      r.dataset = "mnist";
+      r.seed = seed;
+      r.config = {{"dataset", "mnist"}, {"arch_a", "wide"}, {"arch_b", "wide"}, {"seed", seed},
+                  {"source", "trained"}, {"concept_source", concept}, {"threads", 1 + seed}};
+      const auto id = store.CreateRun(r);
+      store.SetSummary(id, {{"transfer_rate", concept == "random" ? 0.2 : 0.6}});
+      store.FinishRun(id, RunStatus::kFinished, 0, "");
+    }
+  }
+  Table t = BuildTable(store, NightlyTableSpec("nightly"));
+  ASSERT_EQ(t.rows.size(), 2u);
+  // Sorted by the displayed keys; threads differ between seeds and do not split a row.
+  EXPECT_EQ(t.rows[0].keys[2], "vector_space_alignment (concept_source=random)");
+  EXPECT_EQ(t.rows[0].runs, 2);
+  EXPECT_DOUBLE_EQ(t.rows[0].cells[0].mean, 0.2);
+  EXPECT_EQ(t.rows[1].keys[2], "vector_space_alignment (concept_source=source)");
+  EXPECT_DOUBLE_EQ(t.rows[1].cells[0].mean, 0.6);
+}
+
 TEST(ReportTest, WritesThreeFiles) {
   testing::TempDir dir;
   RunStore store(":memory:");

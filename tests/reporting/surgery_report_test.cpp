@@ -6,7 +6,8 @@ namespace tb {
 namespace {
 
 void AddRun(RunStore& store, const std::string& method, const std::string& pair, const std::string& head,
-            const std::string& source, int64_t seed, double transfer, double preservation, int64_t epochs = 5) {
+            const std::string& source, int64_t seed, double transfer, double preservation, int64_t epochs = 5,
+            const std::string& concept_source = "") {
   NewRun r;
   r.suite = "nightly";
   r.method = method;
@@ -17,6 +18,7 @@ void AddRun(RunStore& store, const std::string& method, const std::string& pair,
               {"arch_a", pair.substr(colon + 1)}, {"seed", seed}, {"source", source}, {"calibrate", "none"},
               {"train.epochs", epochs}};
   if (!head.empty()) r.config["head"] = head;
+  if (!concept_source.empty()) r.config["concept_source"] = concept_source;
   const auto id = store.CreateRun(r);
   store.SetSummary(id, {{"transfer_rate", transfer}, {"preservation", preservation}});
   store.FinishRun(id, RunStatus::kFinished, 0, "");
@@ -37,6 +39,10 @@ TEST(SurgeryReportTest, VerdictsFollowTheReadingsAndTheReferences) {
     AddRun(store, "vector_space_alignment", "wide:wide", "keep", "trained", s, 0.0, 1.0);
     AddRun(store, "vector_space_alignment", "wide:wide", "copy_row", "trained", s, 0.86 + 0.01 * s, 0.98);
     AddRun(store, "vector_space_alignment", "wide:wide", "keep", "random", s, 0.0, 1.0);
+    AddRun(store, "vector_space_alignment", "wide:wide", "copy_row", "random", s, 0.1, 0.99);
+    // The method's own control: not part of the literal reading.
+    AddRun(store, "vector_space_alignment", "wide:wide", "keep", "trained", s, 0.9, 0.2, 5, "random");
+    AddRun(store, "vector_space_alignment", "wide:wide", "copy_row", "trained", s, 0.84, 0.97, 5, "random");
     AddRun(store, "concept_injection", "wide:wide", "keep", "trained", s, 1.0, 0.0);
     AddRun(store, "concept_injection", "wide:wide", "keep", "random", s, 1.0, 0.0);
     AddRun(store, "label_probe", "wide:wide", "", "trained", s, 0.83, 0.93);
@@ -45,9 +51,16 @@ TEST(SurgeryReportTest, VerdictsFollowTheReadingsAndTheReferences) {
   EXPECT_EQ(Find(t, "Direct head-row copy").verdict, "reproduced");
   EXPECT_EQ(Find(t, "Cascade transplant").verdict, "not reproduced");
   const auto& vsa = Find(t, "Vector-space alignment, wide");
-  EXPECT_EQ(vsa.verdict, "only under head=copy_row");
+  EXPECT_EQ(vsa.verdict, "only under head=copy_row; control matches it: not transfer");
   EXPECT_EQ(vsa.readings[1], "87.0 ± 1.0 / 98.0 ± 0.0 (n=3)");
+  EXPECT_EQ(vsa.readings[0], "0.0 ± 0.0 / 100.0 ± 0.0 (n=3)");
   EXPECT_EQ(vsa.probe, "83.0 ± 0.0 / 93.0 ± 0.0 (n=3)");
+  // The controls stand under the agreeing reading's head.
+  EXPECT_EQ(vsa.control,
+            "head=copy_row: B random: 10.0 ± 0.0 / 99.0 ± 0.0 (n=3); concept random: 84.0 ± 0.0 / 97.0 ± 0.0 (n=3)");
+  // ... and the random concept does as well as B's: not transfer.
+  const auto& all = Find(t, "Vector-space alignment (all");
+  EXPECT_EQ(all.verdict, "not reproduced; control matches it: not transfer");
   // 100% / 0% reproduced, but the random source does the same: not transfer.
   EXPECT_EQ(Find(t, "SAE concept injection").verdict, "reproduced; control matches it: not transfer");
   EXPECT_EQ(Find(t, "Cross-architecture").verdict, "not measured");

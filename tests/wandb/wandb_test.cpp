@@ -30,6 +30,15 @@ std::string Env(const std::string& url, const std::string& key = kKey) {
          " WANDB_ENTITY=lab WANDB_PROJECT=tb-test ";
 }
 
+// The outbox of the destination that Env(url) configures.
+Outbox MirrorOutbox(RunStore& store, const std::string& url) {
+  WandbSettings s;
+  s.base_url = url;
+  s.entity = "lab";
+  s.project = "tb-test";
+  return Outbox(store, s.Sink());
+}
+
 // A small finetune run: ~250 metric rows, some console lines.
 std::string Experiment(const std::string& results, const std::string& extra = "") {
   return kBin + "/exp_finetune --results " + results +
@@ -157,7 +166,7 @@ TEST(WandbMirrorTest, FinishedRunArrivesWhole) {
   EXPECT_TRUE(config["steps"].contains("desc"));
   EXPECT_EQ(config["dataset"]["value"], "mnist");
   // The outbox agrees: everything acknowledged.
-  Outbox outbox(store, "wandb");
+  Outbox outbox = MirrorOutbox(store, server.url());
   EXPECT_TRUE(outbox.Get(run.id).final_sent);
   EXPECT_TRUE(outbox.PendingRuns().empty());
   EXPECT_EQ(outbox.Get(run.id).remote_id, "lab/tb-test/" + run.id);
@@ -202,7 +211,7 @@ TEST(WandbMirrorTest, ServerDownThenSync) {
   RunStore store(dir / "runs.db");
   const double run_seconds = store.Summary(store.ListRuns().at(0).id).at("time/total_seconds");
   EXPECT_LT(seconds, run_seconds + 2 + 10) << "the run waited too long for a server that is down";
-  EXPECT_EQ(Outbox(store, "wandb").PendingRuns().size(), 1u);
+  EXPECT_EQ(MirrorOutbox(store, down).PendingRuns().size(), 1u);
 
   FakeWandb server(kKey);
   auto sync = RunCommand(Env(server.url()) + kBin + "/transferbench --results " + dir.path() + " sync --all");
@@ -213,6 +222,17 @@ TEST(WandbMirrorTest, ServerDownThenSync) {
   auto again = RunCommand(Env(server.url()) + kBin + "/transferbench --results " + dir.path() + " sync --all");
   ASSERT_EQ(again.exit_code, 0) << again.out;
   EXPECT_EQ(server.stats().requests, requests);  // nothing sent twice
+
+  // A second destination has seen nothing: it gets the whole run, and the first is not resent.
+  FakeWandb other(kKey);
+  auto to_other = RunCommand(Env(other.url()) + kBin + "/transferbench --results " + dir.path() + " sync --all");
+  ASSERT_EQ(to_other.exit_code, 0) << to_other.out;
+  EXPECT_NE(to_other.out.find("sync: 1 complete"), std::string::npos) << to_other.out;
+  ExpectDeliveredExactly(other, dir / "runs.db", 0);
+  EXPECT_EQ(server.stats().requests, requests);
+  RunStore after(dir / "runs.db");
+  EXPECT_TRUE(MirrorOutbox(after, server.url()).PendingRuns().empty());
+  EXPECT_TRUE(MirrorOutbox(after, other.url()).PendingRuns().empty());
 }
 
 // Runs logged with W&B disabled or offline are sent by a later sync, exactly once, even when
@@ -280,7 +300,7 @@ TEST(WandbMirrorTest, UnauthorizedStopsWithOneMessage) {
   RunStore store(dir / "runs.db");
   const auto run = store.ListRuns().at(0);
   EXPECT_EQ(run.status, RunStatus::kFinished);
-  EXPECT_NE(Outbox(store, "wandb").Get(run.id).last_error.find("401"), std::string::npos);
+  EXPECT_NE(MirrorOutbox(store, server.url()).Get(run.id).last_error.find("401"), std::string::npos);
   auto sync = RunCommand(Env(server.url()) + kBin + "/transferbench --results " + dir.path() + " sync --all");
   EXPECT_EQ(sync.exit_code, 1);
   EXPECT_NE(sync.out.find("error: wandb: HTTP 401"), std::string::npos) << sync.out;
@@ -303,7 +323,9 @@ TEST(WandbMirrorTest, KeyNeverInClear) {
     db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
   }
   for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
-    if (e.is_regular_file()) EXPECT_EQ(testing::ReadFile(e.path()).find(kKey), std::string::npos) << e.path();
+    if (e.is_regular_file()) {
+      EXPECT_EQ(testing::ReadFile(e.path()).find(kKey), std::string::npos) << e.path();
+    }
   }
 }
 
@@ -323,7 +345,7 @@ TEST(WandbMirrorTest, NightlySuiteMirrorsEveryRun) {
   ExpectDeliveredExactly(server, dir / "runs.db", 0);
   EXPECT_EQ(server.runs().size(), 16u);
   RunStore store(dir / "runs.db");
-  EXPECT_TRUE(Outbox(store, "wandb").PendingRuns().empty());
+  EXPECT_TRUE(MirrorOutbox(store, server.url()).PendingRuns().empty());
   for (const auto& v : server.upserts()) EXPECT_EQ(v["groupName"], "nightly-quick");
 }
 
