@@ -35,12 +35,15 @@ std::string KeyValue(const RunRecord& run, const std::string& key) {
   return v.is_string() ? v.get<std::string>() : v.dump();
 }
 
-std::string FormatCell(const Cell& c, bool percent, bool latex) {
+// A cell whose metric some runs of the row did not log says over how many runs it stands.
+std::string FormatCell(const Cell& c, bool percent, bool latex, int64_t row_runs) {
   if (c.n == 0) return latex ? "--" : "–";
   const double scale = percent ? 100.0 : 1.0;
   const char* pm = latex ? " $\\pm$ " : " ± ";
-  if (c.n == 1) return fmt::format("{:.1f}", c.mean * scale);
-  return fmt::format("{:.1f}{}{:.1f}", c.mean * scale, pm, c.std * scale);
+  std::string out = c.n == 1 ? fmt::format("{:.1f}", c.mean * scale)
+                             : fmt::format("{:.1f}{}{:.1f}", c.mean * scale, pm, c.std * scale);
+  if (c.n < row_runs) out += latex ? fmt::format(" ($n{{=}}{}$)", c.n) : fmt::format(" (n={})", c.n);
+  return out;
 }
 
 std::string LatexEscape(const std::string& s) {
@@ -232,11 +235,11 @@ std::string RenderMarkdown(const Table& t) {
   for (const auto& row : t.rows) {
     std::string line = "|";
     for (const auto& k : row.keys) line += " " + (k.empty() ? std::string("–") : k) + " |";
-    for (size_t i = 0; i < row.cells.size(); ++i) line += " " + FormatCell(row.cells[i], t.spec.metrics[i].percent, false) + " |";
+    for (size_t i = 0; i < row.cells.size(); ++i) line += " " + FormatCell(row.cells[i], t.spec.metrics[i].percent, false, row.runs) + " |";
     line += fmt::format(" {} |", row.runs);
     out += line + "\n";
   }
-  out += fmt::format("\n{} finished runs; mean ± sample standard deviation over seeds; n = runs per row.\n", t.runs);
+  out += fmt::format("\n{} finished runs; mean ± sample standard deviation over seeds; n = runs per row (a cell that fewer of them logged gives its own n).\n", t.runs);
   return out;
 }
 
@@ -253,7 +256,7 @@ std::string RenderLatex(const Table& t) {
   for (const auto& row : t.rows) {
     std::string line;
     for (const auto& k : row.keys) line += (k.empty() ? std::string("--") : LatexEscape(k)) + " & ";
-    for (size_t i = 0; i < row.cells.size(); ++i) line += FormatCell(row.cells[i], t.spec.metrics[i].percent, true) + " & ";
+    for (size_t i = 0; i < row.cells.size(); ++i) line += FormatCell(row.cells[i], t.spec.metrics[i].percent, true, row.runs) + " & ";
     out += line + fmt::format("{} \\\\\n", row.runs);
   }
   out += "\\bottomrule\n\\end{tabular}\n\\end{table}\n";

@@ -1,5 +1,7 @@
 #include "reporting/report.h"
 
+#include <cmath>
+
 #include <gtest/gtest.h>
 
 #include "tests/test_util.h"
@@ -81,6 +83,19 @@ TEST(ReportTest, ConfigsBehindTheSameColumnsGetTheirOwnNamedRows) {
   EXPECT_DOUBLE_EQ(t.rows[0].cells[0].mean, 0.2);
   EXPECT_EQ(t.rows[1].keys[2], "vector_space_alignment (concept_source=source)");
   EXPECT_DOUBLE_EQ(t.rows[1].cells[0].mean, 0.6);
+}
+
+TEST(ReportTest, ACellThatFewerRunsLoggedGivesItsOwnN) {
+  RunStore store(":memory:");
+  AddRun(store, "finetune", "wide", 0, "trained", 1.0, 0.2, RunStatus::kFinished);
+  const auto id = AddRun(store, "finetune", "wide", 1, "trained", 1.0, 0.4, RunStatus::kFinished);
+  store.SetSummary(id, {{"joint_acc", std::nan("")}});  // this seed's joint accuracy is missing
+  Table t = BuildTable(store, NightlyTableSpec("nightly"));
+  ASSERT_EQ(t.rows.size(), 1u);
+  const std::string md = RenderMarkdown(t);
+  EXPECT_NE(md.find("| 30.0 ± 14.1 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 50.0 (n=1) | 2 |"), std::string::npos) << md;
+  EXPECT_NE(RenderLatex(t).find("50.0 ($n{=}1$) & 2"), std::string::npos) << RenderLatex(t);
 }
 
 TEST(ReportTest, WritesThreeFiles) {
