@@ -128,26 +128,28 @@ nlohmann::json GroupConfig(const RunRecord& run) {
   return c;
 }
 
-// "key=value, ..." for the keys in which `config` differs from any of `others` (the configs
-// that share its displayed columns).
-std::string Variant(const nlohmann::json& config, const std::vector<nlohmann::json>& others) {
-  std::set<std::string> keys;
-  for (const auto& o : others) {
-    for (const auto& [k, v] : config.items()) {
-      if (!o.contains(k) || o.at(k) != v) keys.insert(k);
-    }
-    for (const auto& [k, v] : o.items()) {
-      if (!config.contains(k)) keys.insert(k);
-    }
-  }
-  std::string out;
-  for (const auto& k : keys) {
-    if (k == "dataset_sha256") continue;  // shown as data.dir or dataset already
-    const std::string value = !config.contains(k) ? "–" : config.at(k).is_string() ? config.at(k).get<std::string>()
-                                                                                      : config.at(k).dump();
-    out += (out.empty() ? "" : ", ") + k + "=" + value;
-  }
-  return out;
+std::string ConfigValue(const nlohmann::json& config, const std::string& key) {
+  if (!config.contains(key)) return "–";
+  const auto& v = config.at(key);
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
+// The config keys a table shows in its columns ("pair" stands for arch_b and arch_a).
+std::set<std::string> DisplayedKeys(const TableSpec& spec) {
+  std::set<std::string> keys(spec.group_keys.begin(), spec.group_keys.end());
+  if (keys.count("pair")) keys.insert({"arch_a", "arch_b"});
+  keys.insert("dataset_sha256");  // follows the dataset (or data.dir)
+  return keys;
+}
+
+// The displayed keys of a row, its variant beside the method (or in the last column).
+std::vector<std::string> Labelled(const TableSpec& spec, const TableRow& row) {
+  std::vector<std::string> keys = row.keys;
+  if (row.variant.empty() || keys.empty()) return keys;
+  const auto it = std::find(spec.group_keys.begin(), spec.group_keys.end(), "method");
+  const size_t col = it != spec.group_keys.end() ? static_cast<size_t>(it - spec.group_keys.begin()) : keys.size() - 1;
+  keys[col] += " (" + row.variant + ")";
+  return keys;
 }
 
 }  // namespace
@@ -174,36 +176,67 @@ Table BuildTable(RunStore& store, const TableSpec& spec) {
     runs_of_group[group].push_back(std::move(run));
     ++table.runs;
   }
-  // Pass 2: runs that differ in anything but the seed (a method option, the scenario, ...) are
-  // never averaged together. Where several groups share the displayed keys, each row names what
-  // sets it apart beside its method (or in its last column).
-  const auto method_col = std::find(spec.group_keys.begin(), spec.group_keys.end(), "method");
-  const size_t label_col = method_col != spec.group_keys.end()
-                               ? static_cast<size_t>(method_col - spec.group_keys.begin())
-                               : spec.group_keys.size() - 1;
-  std::map<std::vector<std::string>, std::vector<std::map<std::string, double>>> groups;
-  std::vector<std::vector<std::string>> order;
+  // Pass 2: runs that differ in anything but the seed are never averaged together, and a row
+  // says what sets it apart where the columns do not: the options (not shown in a column) whose
+  // value differs from the most common one among the groups of its method (a control such as
+  // concept_source=random), or else from the other groups behind the same columns.
+  const std::set<std::string> displayed = DisplayedKeys(spec);
+  std::map<std::string, std::map<std::string, std::map<std::string, int>>> counts;  // method → key → value → groups
   for (const auto& [group, runs] : runs_of_group) {
-    std::vector<std::string> key = display_of_group[group];
-    const auto& siblings = groups_of_display[key];
-    if (siblings.size() > 1 && !key.empty()) {
-      std::vector<nlohmann::json> others;
-      for (const auto& g : siblings) {
-        if (g != group) others.push_back(config_of_group[g]);
-      }
-      std::string variant = Variant(config_of_group[group], others);
-      if (variant.empty()) variant = group.substr(0, 8);
-      key[label_col] += " (" + variant + ")";
+    for (const auto& [k, v] : config_of_group[group].items()) {
+      if (!displayed.count(k)) ++counts[runs.front().method][k][ConfigValue(config_of_group[group], k)];
     }
-    if (groups.count(key)) key[label_col] += " [" + group.substr(0, 8) + "]";  // never merge two configs
-    order.push_back(key);
-    for (const auto& run : runs) groups[key].push_back(store.Summary(run.id));
   }
-  std::sort(order.begin(), order.end());
-  for (const auto& key : order) {
+  auto modal = [&](const std::string& method, const std::string& key) {
+    std::string best;
+    int most = 0;
+    for (const auto& [value, n] : counts[method][key]) {
+      if (n > most) best = value, most = n;
+    }
+    return best;
+  };
+  std::map<std::string, std::set<std::string>> differing;  // group → keys that set it apart
+  for (const auto& [group, runs] : runs_of_group) {
+    auto& keys = differing[group];
+    for (const auto& [k, v] : config_of_group[group].items()) {
+      if (!displayed.count(k) && ConfigValue(config_of_group[group], k) != modal(runs.front().method, k)) keys.insert(k);
+    }
+  }
+  // Groups behind the same columns that the most common values cannot tell apart name every
+  // key in which they differ.
+  for (const auto& [key, siblings] : groups_of_display) {
+    std::vector<std::string> unnamed;
+    for (const auto& g : siblings) {
+      if (differing[g].empty()) unnamed.push_back(g);
+    }
+    if (unnamed.size() < 2) continue;
+    for (const auto& g : unnamed) {
+      const auto& config = config_of_group[g];
+      for (const auto& o : unnamed) {
+        if (o == g) continue;
+        const auto& other = config_of_group[o];
+        for (const auto& [k, v] : config.items()) {
+          if (!displayed.count(k) && (!other.contains(k) || other.at(k) != v)) differing[g].insert(k);
+        }
+        for (const auto& [k, v] : other.items()) {
+          if (!displayed.count(k) && !config.contains(k)) differing[g].insert(k);
+        }
+      }
+    }
+  }
+  std::map<std::pair<std::vector<std::string>, std::string>, std::vector<std::map<std::string, double>>> groups;
+  for (const auto& [group, runs] : runs_of_group) {
+    const nlohmann::json& config = config_of_group[group];
+    const auto& key = display_of_group[group];
+    std::string variant;
+    for (const auto& k : differing[group]) variant += (variant.empty() ? "" : ", ") + k + "=" + ConfigValue(config, k);
+    if (groups.count({key, variant})) variant += (variant.empty() ? "#" : " #") + group.substr(0, 8);
+    for (const auto& run : runs) groups[{key, variant}].push_back(store.Summary(run.id));
+  }
+  for (const auto& [id, summaries] : groups) {
     TableRow row;
-    row.keys = key;
-    const auto& summaries = groups[key];
+    row.keys = id.first;
+    row.variant = id.second;
     row.runs = static_cast<int64_t>(summaries.size());
     for (const auto& m : spec.metrics) {
       std::vector<double> values;
@@ -234,7 +267,7 @@ std::string RenderMarkdown(const Table& t) {
   out += header + "\n" + rule + "\n";
   for (const auto& row : t.rows) {
     std::string line = "|";
-    for (const auto& k : row.keys) line += " " + (k.empty() ? std::string("–") : k) + " |";
+    for (const auto& k : Labelled(t.spec, row)) line += " " + (k.empty() ? std::string("–") : k) + " |";
     for (size_t i = 0; i < row.cells.size(); ++i) line += " " + FormatCell(row.cells[i], t.spec.metrics[i].percent, false, row.runs) + " |";
     line += fmt::format(" {} |", row.runs);
     out += line + "\n";
@@ -255,7 +288,7 @@ std::string RenderLatex(const Table& t) {
   out += header + "$n$ \\\\\n\\midrule\n";
   for (const auto& row : t.rows) {
     std::string line;
-    for (const auto& k : row.keys) line += (k.empty() ? std::string("--") : LatexEscape(k)) + " & ";
+    for (const auto& k : Labelled(t.spec, row)) line += (k.empty() ? std::string("--") : LatexEscape(k)) + " & ";
     for (size_t i = 0; i < row.cells.size(); ++i) line += FormatCell(row.cells[i], t.spec.metrics[i].percent, true, row.runs) + " & ";
     out += line + fmt::format("{} \\\\\n", row.runs);
   }
@@ -266,10 +299,12 @@ std::string RenderLatex(const Table& t) {
 std::string RenderCsv(const Table& t) {
   std::string out;
   for (const auto& k : t.spec.group_keys) out += k + ",";
+  out += "variant,";
   for (const auto& m : t.spec.metrics) out += fmt::format("{0}_mean,{0}_std,{0}_n,", m.key);
   out += "runs\n";
   for (const auto& row : t.rows) {
     for (const auto& k : row.keys) out += CsvField(k) + ",";
+    out += CsvField(row.variant) + ",";
     for (const auto& c : row.cells) {
       if (c.n == 0) {
         out += ",,0,";

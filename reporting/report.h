@@ -37,6 +37,7 @@ struct Cell {
 
 struct TableRow {
   std::vector<std::string> keys;
+  std::string variant;  // "key=value, ..." when options outside the columns set this row apart
   std::vector<Cell> cells;
   int64_t runs = 0;
 };

@@ -57,6 +57,16 @@ std::pair<Cell, Cell> Measure(const std::vector<StoredRun>& runs, const std::str
   return {Aggregate(t), Aggregate(p)};
 }
 
+// The pairs ("source:target") that have runs under `s`.
+std::vector<std::string> MeasuredPairs(const std::vector<StoredRun>& runs, const std::string& dataset,
+                                       const Selector& s) {
+  std::set<std::string> pairs;
+  for (const auto& r : runs) {
+    if (Matches(r, dataset, s)) pairs.insert(Get(r, "arch_b") + ":" + Get(r, "arch_a"));
+  }
+  return {pairs.begin(), pairs.end()};
+}
+
 std::string Pct(const Cell& c) {
   if (c.n == 0) return "–";
   return c.n > 1 ? fmt::format("{:.1f} ± {:.1f}", 100 * c.mean, 100 * c.std) : fmt::format("{:.1f}", 100 * c.mean);
@@ -141,7 +151,6 @@ SurgeryTables BuildSurgeryTables(RunStore& store, const std::string& suite, cons
     std::vector<std::string> agreeing;
     const std::vector<std::string> heads = c.has_head ? std::vector<std::string>{"keep", "copy_row", "stitch_row"}
                                                       : std::vector<std::string>{""};
-    std::pair<Cell, Cell> literal;
     // The reading the verdict stands on: the first that agrees, else the one with most transfer.
     std::string chosen_head = heads.front();
     std::pair<Cell, Cell> chosen;
@@ -149,7 +158,6 @@ SurgeryTables BuildSurgeryTables(RunStore& store, const std::string& suite, cons
       Selector s = c.selector;
       s.head = h;
       auto m = Measure(runs, dataset, s);
-      if (h == heads.front()) literal = m;
       row.readings.push_back(Pair(m));
       const bool agrees = Agrees(m, c);
       if (agrees) agreeing.push_back(h.empty() ? "as specified" : "head=" + h);
@@ -169,18 +177,41 @@ SurgeryTables BuildSurgeryTables(RunStore& store, const std::string& suite, cons
     const auto ctl_b = Measure(runs, dataset, b_random);
     const auto ctl_concept = Measure(runs, dataset, concept_random);
     std::vector<std::string> controls;
-    if (ctl_b.first.n > 0) controls.push_back("B random: " + Pair(ctl_b));
-    if (ctl_concept.first.n > 0) controls.push_back("concept random: " + Pair(ctl_concept));
+    // A control is set against the chosen reading on the pairs the control covers; where those
+    // are fewer than the claim's, the cell names them.
+    Selector reading = c.selector;
+    reading.head = chosen_head;
+    auto describe = [&](const char* what, const Selector& ctl, const std::pair<Cell, Cell>& m) {
+      if (m.first.n == 0) return;
+      const auto pairs = MeasuredPairs(runs, dataset, ctl);
+      std::string text = std::string(what) + ": " + Pair(m);
+      if (pairs.size() < MeasuredPairs(runs, dataset, reading).size()) {
+        std::string names;
+        for (const auto& p : pairs) names += (names.empty() ? "" : ", ") + p.substr(0, p.find(':')) + " → " + p.substr(p.find(':') + 1);
+        text += " on " + names;
+      }
+      controls.push_back(text);
+    };
+    describe("B random", b_random, ctl_b);
+    describe("concept random", concept_random, ctl_concept);
     if (controls.empty()) {
       row.control = "not run";
     } else {
       row.control = chosen_head.empty() ? "" : "head=" + chosen_head + ": ";
       for (size_t i = 0; i < controls.size(); ++i) row.control += (i ? "; " : "") + controls[i];
     }
+    // Does a control do as well as the reading, on the same pairs?
+    auto control_matches = [&](const Selector& ctl, const std::pair<Cell, Cell>& m) {
+      if (m.first.n == 0) return false;
+      Selector same = reading;
+      same.pairs = MeasuredPairs(runs, dataset, ctl);
+      const auto r = Measure(runs, dataset, same);
+      return r.first.n > 0 && r.first.mean > 0.1 && m.first.mean >= r.first.mean - 0.1;
+    };
     Selector probe{"label_probe", c.selector.pairs, "", "trained", c.selector.epochs};
     auto pr = Measure(runs, dataset, probe);
     row.probe = Pair(pr);
-    if (literal.first.n == 0 && agreeing.empty()) {
+    if (chosen.first.n == 0) {
       row.verdict = "not measured";
     } else if (!agreeing.empty() && (agreeing.front() == "as specified" || agreeing.front() == "head=keep")) {
       row.verdict = "reproduced";
@@ -190,12 +221,11 @@ SurgeryTables BuildSurgeryTables(RunStore& store, const std::string& suite, cons
       row.verdict = "not reproduced";
     }
     // What the references say about the reading the verdict stands on, where it moved anything.
-    if (chosen.first.n > 0 && chosen.first.mean > 0.1) {
-      auto matches = [&](const std::pair<Cell, Cell>& ctl) {
-        return ctl.first.n > 0 && ctl.first.mean >= chosen.first.mean - 0.1;
-      };
-      if (matches(ctl_b) || matches(ctl_concept)) row.verdict += "; control matches it: not transfer";
-      if (pr.first.n > 0 && pr.first.mean >= chosen.first.mean) row.verdict += "; label_probe does as well";
+    if (control_matches(b_random, ctl_b) || control_matches(concept_random, ctl_concept)) {
+      row.verdict += "; control matches it: not transfer";
+    }
+    if (chosen.first.n > 0 && chosen.first.mean > 0.1 && pr.first.n > 0 && pr.first.mean >= chosen.first.mean) {
+      row.verdict += "; label_probe does as well";
     }
     t.claims.push_back(row);
   }
@@ -225,7 +255,7 @@ std::string RenderSurgeryMarkdown(const SurgeryTables& t) {
   }
   out += fmt::format("## Claims of the surgery report against our measurements ({})\n\n", t.dataset);
   out += "| Claim | Report | Ours, head=keep (literal) | Ours, head=copy_row | Ours, head=stitch_row | "
-         "Random-source control | label_probe | Verdict |\n|---|---|---|---|---|---|---|---|\n";
+         "Controls (random source) | label_probe | Verdict |\n|---|---|---|---|---|---|---|---|\n";
   for (const auto& r : t.claims) {
     out += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} |\n", r.claim, r.report, r.readings[0], r.readings[1],
                        r.readings[2], r.control, r.probe, r.verdict);
@@ -279,7 +309,7 @@ std::string RenderClaimsCsv(const SurgeryTables& t) {
     for (char c : s) o += c == '"' ? std::string("\"\"") : std::string(1, c);
     return o + "\"";
   };
-  std::string out = "claim,report,ours_keep,ours_copy_row,ours_stitch_row,random_control,label_probe,verdict\n";
+  std::string out = "claim,report,ours_keep,ours_copy_row,ours_stitch_row,controls,label_probe,verdict\n";
   for (const auto& r : t.claims) {
     out += fmt::format("{},{},{},{},{},{},{},{}\n", q(r.claim), q(r.report), q(r.readings[0]), q(r.readings[1]),
                        q(r.readings[2]), q(r.control), q(r.probe), q(r.verdict));

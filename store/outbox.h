@@ -4,7 +4,7 @@
 // twice. A lease lets one sender at a time work on a (run, sink): the live run's own sender,
 // or `transferbench sync`.
 //
-//   tb::Outbox outbox(store, "wandb");
+//   tb::Outbox outbox(store, settings.Sink());   // one sink per destination
 //   if (outbox.TryLease(run_id, owner, /*seconds=*/30)) {
 //     tb::SyncState s = outbox.Get(run_id);
 //     ... send what lies past s.metrics_cursor ...

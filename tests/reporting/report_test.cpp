@@ -59,30 +59,60 @@ TEST(ReportTest, RepeatedConfigCountsOnce) {
   EXPECT_EQ(t.rows[0].runs, 1);
 }
 
-TEST(ReportTest, ConfigsBehindTheSameColumnsGetTheirOwnNamedRows) {
+void AddVariantRun(RunStore& store, const std::string& arch, int64_t seed, const std::string& head,
+                   const std::string& concept, double transfer) {
+  NewRun r;
+  r.suite = "nightly";
+  r.method = "vector_space_alignment";
+  r.dataset = "mnist";
+  r.seed = seed;
+  r.config = {{"dataset", "mnist"}, {"arch_a", arch}, {"arch_b", arch}, {"seed", seed}, {"head", head},
+              {"source", "trained"}, {"concept_source", concept}, {"threads", 1 + seed}};
+  const auto id = store.CreateRun(r);
+  store.SetSummary(id, {{"transfer_rate", transfer}});
+  store.FinishRun(id, RunStatus::kFinished, 0, "");
+}
+
+TEST(ReportTest, RowsSayWhatOptionOutsideTheColumnsSetsThemApart) {
   RunStore store(":memory:");
   for (int64_t seed = 0; seed < 2; ++seed) {
-    for (const std::string concept : {"source", "random"}) {
-      NewRun r;
-      r.suite = "nightly";
-      r.method = "vector_space_alignment";
-      r.dataset = "mnist";
-      r.seed = seed;
-      r.config = {{"dataset", "mnist"}, {"arch_a", "wide"}, {"arch_b", "wide"}, {"seed", seed},
-                  {"source", "trained"}, {"concept_source", concept}, {"threads", 1 + seed}};
-      const auto id = store.CreateRun(r);
-      store.SetSummary(id, {{"transfer_rate", concept == "random" ? 0.2 : 0.6}});
-      store.FinishRun(id, RunStatus::kFinished, 0, "");
-    }
+    AddVariantRun(store, "deep", seed, "keep", "source", 0.5);
+    AddVariantRun(store, "wide", seed, "copy_row", "source", 0.7);
+    AddVariantRun(store, "wide", seed, "keep", "source", 0.6);
+    AddVariantRun(store, "wide", seed, "keep", "random", 0.2);        // a control beside its twin
+    AddVariantRun(store, "wide", seed, "stitch_row", "random", 0.3);  // a control with no twin
   }
   Table t = BuildTable(store, NightlyTableSpec("nightly"));
+  ASSERT_EQ(t.rows.size(), 5u);
+  // Sorted by pair, head, variant; threads differ between seeds and split nothing.
+  EXPECT_EQ(t.rows[0].keys[1], "deep → deep");
+  EXPECT_EQ(t.rows[0].variant, "");  // the most common value is not named
+  EXPECT_EQ(t.rows[1].keys[3], "copy_row");
+  EXPECT_EQ(t.rows[1].variant, "");
+  EXPECT_EQ(t.rows[2].keys[3], "keep");
+  EXPECT_EQ(t.rows[2].variant, "");
+  EXPECT_EQ(t.rows[2].runs, 2);
+  EXPECT_DOUBLE_EQ(t.rows[2].cells[0].mean, 0.6);
+  EXPECT_EQ(t.rows[3].keys[3], "keep");
+  EXPECT_EQ(t.rows[3].variant, "concept_source=random");
+  EXPECT_DOUBLE_EQ(t.rows[3].cells[0].mean, 0.2);
+  EXPECT_EQ(t.rows[4].keys[3], "stitch_row");
+  EXPECT_EQ(t.rows[4].variant, "concept_source=random");
+  const std::string md = RenderMarkdown(t);
+  EXPECT_NE(md.find("| vector_space_alignment (concept_source=random) | stitch_row |"), std::string::npos) << md;
+  const std::string csv = RenderCsv(t);
+  EXPECT_NE(csv.find(",train.epochs,variant,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("vector_space_alignment,keep,trained,,,concept_source=random,0.2,"), std::string::npos) << csv;
+}
+
+TEST(ReportTest, TwinConfigsThatDifferOnlyInTheirMinorityGetNamedByTheDifference) {
+  RunStore store(":memory:");
+  AddVariantRun(store, "wide", 0, "keep", "source", 0.6);
+  AddVariantRun(store, "wide", 0, "keep", "random", 0.2);  // a tie: both rows are named
+  Table t = BuildTable(store, NightlyTableSpec("nightly"));
   ASSERT_EQ(t.rows.size(), 2u);
-  // Sorted by the displayed keys; threads differ between seeds and do not split a row.
-  EXPECT_EQ(t.rows[0].keys[2], "vector_space_alignment (concept_source=random)");
-  EXPECT_EQ(t.rows[0].runs, 2);
-  EXPECT_DOUBLE_EQ(t.rows[0].cells[0].mean, 0.2);
-  EXPECT_EQ(t.rows[1].keys[2], "vector_space_alignment (concept_source=source)");
-  EXPECT_DOUBLE_EQ(t.rows[1].cells[0].mean, 0.6);
+  EXPECT_NE(t.rows[0].variant, t.rows[1].variant);
+  EXPECT_FALSE(t.rows[0].variant.empty() && t.rows[1].variant.empty());
 }
 
 TEST(ReportTest, ACellThatFewerRunsLoggedGivesItsOwnN) {

@@ -67,6 +67,24 @@ TEST(SurgeryReportTest, VerdictsFollowTheReadingsAndTheReferences) {
   EXPECT_TRUE(HasMeasurements(t));
 }
 
+// A control run on fewer pairs than the claim is set against the reading on its own pairs.
+TEST(SurgeryReportTest, ControlsAreComparedOnThePairsTheyCover) {
+  RunStore store(":memory:");
+  for (int64_t s = 0; s < 3; ++s) {
+    AddRun(store, "vector_space_alignment", "wide:wide", "keep", "trained", s, 0.87, 0.98);
+    AddRun(store, "vector_space_alignment", "deep:deep", "keep", "trained", s, 1.0, 0.98);
+    AddRun(store, "vector_space_alignment", "wide:wide", "keep", "trained", s, 0.80, 0.98, 5, "random");
+  }
+  SurgeryTables t = BuildSurgeryTables(store, "nightly", "mnist");
+  const auto& all = Find(t, "Vector-space alignment (all");
+  EXPECT_EQ(all.readings[0], "93.5 ± 7.1 / 98.0 ± 0.0 (n=6)");
+  EXPECT_EQ(all.control, "head=keep: concept random: 80.0 ± 0.0 / 98.0 ± 0.0 (n=3) on wide → wide");
+  // 80.0 against wide → wide's 87.0 (not the 93.5 of both pairs): within 10 points.
+  EXPECT_EQ(all.verdict, "not reproduced; control matches it: not transfer");
+  // Nothing under any head: not measured, and no note on references.
+  EXPECT_EQ(Find(t, "Cross-architecture").verdict, "not measured");
+}
+
 TEST(SurgeryReportTest, DepthTableHasOneColumnPerEpochCount) {
   RunStore store(":memory:");
   AddRun(store, "linear_stitch", "wide:wide", "", "trained", 0, 0.9, 0.99, /*epochs=*/1);

@@ -212,6 +212,13 @@ TEST(WandbMirrorTest, ServerDownThenSync) {
   const double run_seconds = store.Summary(store.ListRuns().at(0).id).at("time/total_seconds");
   EXPECT_LT(seconds, run_seconds + 2 + 10) << "the run waited too long for a server that is down";
   EXPECT_EQ(MirrorOutbox(store, down).PendingRuns().size(), 1u);
+  {  // the live sender kept its (unacknowledged) state under the destination it tried
+    SQLite::Statement q(store.db(), "SELECT sink, final_sent FROM sync_state");
+    ASSERT_TRUE(q.executeStep());
+    EXPECT_EQ(q.getColumn(0).getString(), "wandb " + down + " lab/tb-test");
+    EXPECT_EQ(q.getColumn(1).getInt(), 0);
+    EXPECT_FALSE(q.executeStep());
+  }
 
   FakeWandb server(kKey);
   auto sync = RunCommand(Env(server.url()) + kBin + "/transferbench --results " + dir.path() + " sync --all");
