@@ -417,11 +417,15 @@ std::optional<RunRecord> RunStore::GetRun(const std::string& id_or_prefix) {
 
 std::vector<RunRecord> RunStore::ListRuns(const RunFilter& filter) {
   std::string sql = "SELECT id FROM runs WHERE 1 = 1";
-  if (filter.suite) sql += " AND suite = :suite";
+  // A suite's runs: those it made, and those it found already done (tagged "suite:NAME").
+  if (filter.suite) sql += " AND (suite = :suite OR id IN (SELECT run_id FROM tags WHERE tag = :suite_tag))";
   if (filter.method) sql += " AND method = :method";
   sql += " ORDER BY started_at DESC, id";
   SQLite::Statement q(*db_, sql);
-  if (filter.suite) q.bind(":suite", *filter.suite);
+  if (filter.suite) {
+    q.bind(":suite", *filter.suite);
+    q.bind(":suite_tag", SuiteTag(*filter.suite));
+  }
   if (filter.method) q.bind(":method", *filter.method);
   std::vector<std::string> ids;
   while (q.executeStep()) ids.push_back(q.getColumn(0).getString());

@@ -93,8 +93,11 @@ struct ModelRecord {
   double created_at = 0;
 };
 
+// The tag that makes a run made by one suite a member of another that found it already done.
+inline std::string SuiteTag(const std::string& suite) { return "suite:" + suite; }
+
 struct RunFilter {
-  std::optional<std::string> suite;
+  std::optional<std::string> suite;  // runs made by the suite, or tagged SuiteTag(suite)
   std::optional<std::string> method;
   std::optional<RunStatus> status;
   int limit = 0;  // 0: no limit; otherwise the newest `limit` runs

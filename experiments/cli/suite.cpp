@@ -3,6 +3,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -104,6 +105,7 @@ SuiteResult RunSuite(const Suite& suite, const ResultPaths& paths,
     }
   }
   SuiteResult result;
+  std::optional<RunStore> tagger;  // opened at the first run found done (the store exists then)
   Progress progress(static_cast<int64_t>(prepared.size()));
   ExecuteOptions options;
   options.skip_finished = true;
@@ -122,6 +124,11 @@ SuiteResult RunSuite(const Suite& suite, const ResultPaths& paths,
     progress.Done(run.label, line, !out.skipped);
     if (out.skipped) {
       ++result.skipped;
+      // What the suite found done counts as its own in its report (and in `ls --suite`), from
+      // now on: an interrupted suite's report already stands on it.
+      if (!tagger) tagger.emplace(paths.store_path());
+      const auto found = tagger->GetRun(out.run_id);
+      if (found && found->suite != suite.name) tagger->AddTags(out.run_id, {SuiteTag(suite.name)});
     } else {
       ++result.ran;
       if (out.status != RunStatus::kFinished) ++result.failed;

@@ -1,4 +1,6 @@
 // The command-line tools as a user runs them: separate processes, real files.
+#include <fstream>
+
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <gtest/gtest.h>
 
@@ -111,8 +113,24 @@ TEST(CliTest, QuickNightlyEndToEnd) {
   EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM metrics"), metrics_before);
   auto report = RunCommand(Tb(dir.path(), "report --suite nightly-quick --format csv"));
   EXPECT_EQ(report.exit_code, 0);
-  EXPECT_NE(report.out.find("dataset,pair,method,head,source,calibrate,train.epochs,transfer_rate_mean"),
+  EXPECT_NE(report.out.find("dataset,pair,method,head,source,calibrate,train.epochs,variant,transfer_rate_mean"),
             std::string::npos);
+
+  // A second suite that shares two configs with the first finds them done, and its report
+  // stands on them.
+  const std::string overlap = dir / "overlap.json";
+  std::ofstream(overlap) << R"({"name": "overlap", "set": {"train.epochs": 1, "data.train_per_class": 300,
+    "classes_a": [0, 1, 2, 3], "classes_b": [2, 3, 4, 5], "transfer": [4]},
+    "matrix": [{"dataset": "mnist", "arch": "wide", "seed": 0, "method": "finetune", "source": ["trained", "shuffled"]}]})";
+  const int64_t runs_before_overlap = CountRows(db, "SELECT COUNT(*) FROM runs");
+  auto second = RunCommand(Tb(dir.path(), "suite " + overlap));
+  ASSERT_EQ(second.exit_code, 0) << second.out;
+  EXPECT_NE(second.out.find("0 ran (0 failed), 2 already done"), std::string::npos) << second.out;
+  const std::string overlap_md = testing::ReadFile(dir / "reports/overlap.md");
+  EXPECT_NE(overlap_md.find("2 finished runs"), std::string::npos) << overlap_md;
+  EXPECT_NE(overlap_md.find("| mnist | wide → wide | finetune | – | shuffled | none | 1 |"), std::string::npos)
+      << overlap_md;
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs"), runs_before_overlap);  // nothing ran twice
 }
 
 }  // namespace
