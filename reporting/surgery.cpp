@@ -111,7 +111,8 @@ std::vector<ClaimSpec> Claims() {
 
 bool Agrees(const std::pair<Cell, Cell>& m, const ClaimSpec& c) {
   if (m.first.n == 0) return false;
-  const double tol = std::max(10.0, 2 * 100 * m.first.std);  // points
+  // Points: about a 95% interval of our mean (2 standard errors), and never under 10.
+  const double tol = std::max(10.0, 2 * 100 * m.first.std / std::sqrt(static_cast<double>(m.first.n)));
   if (std::abs(100 * m.first.mean - c.transfer) > tol) return false;
   if (!std::isnan(c.preservation) && m.second.n > 0 && 100 * m.second.mean < c.preservation - 5) return false;
   return true;
@@ -261,7 +262,7 @@ std::string RenderSurgeryMarkdown(const SurgeryTables& t) {
                        r.readings[2], r.control, r.probe, r.verdict);
   }
   out += "\nCells: transfer % / preservation %, mean ± std over seeds (n runs). A claim is reproduced when our "
-         "transfer is within max(10 points, 2 std) of the report's and our preservation is no more than 5 points "
+         "mean transfer is within max(10 points, 2 standard errors) of the report's and our preservation is no more than 5 points "
          "below it; \"only under\" names the first head reading that agrees. The random-source control replaces B "
          "by a fresh initialisation (B random), or, for methods that build a concept vector, that vector by a random one of "
          "the same norm (concept random), under the head of the reading the verdict stands on (the first that agrees, "
