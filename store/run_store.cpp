@@ -316,6 +316,19 @@ void RunStore::AddTags(const std::string& run_id, const std::vector<std::string>
   tx.commit();
 }
 
+void RunStore::TagSuiteMembers(const std::vector<std::string>& run_ids, const std::string& suite) {
+  SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+  SQLite::Statement tag(*db_, "INSERT OR IGNORE INTO tags (run_id, tag) SELECT id, ? FROM runs WHERE id = ? AND suite != ?");
+  for (const auto& id : run_ids) {
+    tag.bind(1, SuiteTag(suite));
+    tag.bind(2, id);
+    tag.bind(3, suite);
+    tag.exec();
+    tag.reset();
+  }
+  tx.commit();
+}
+
 void RunStore::AddArtifact(const std::string& run_id, const std::string& path,
                            const std::string& kind) {
   const std::string sha = Sha256File(path);

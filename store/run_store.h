@@ -122,6 +122,8 @@ class RunStore {
   void AppendLogs(const std::string& run_id, const std::vector<LogLine>& lines);
   void SetSummary(const std::string& run_id, const std::map<std::string, double>& values);
   void AddTags(const std::string& run_id, const std::vector<std::string>& tags);
+  // Tags SuiteTag(suite) on those of `run_ids` that another suite made (one transaction).
+  void TagSuiteMembers(const std::vector<std::string>& run_ids, const std::string& suite);
   void AddArtifact(const std::string& run_id, const std::string& path, const std::string& kind);
   void Heartbeat(const std::string& run_id);
   void FinishRun(const std::string& run_id, RunStatus status, int exit_code,

@@ -3,7 +3,6 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <optional>
 
 #include <fmt/format.h>
 
@@ -105,7 +104,16 @@ SuiteResult RunSuite(const Suite& suite, const ResultPaths& paths,
     }
   }
   SuiteResult result;
-  std::optional<RunStore> tagger;  // opened at the first run found done (the store exists then)
+  // What the suite finds already done (by any suite, or a lone run) counts as its own in its
+  // report and in `ls --suite`, from the start: an interrupted suite's report stands on it.
+  if (std::filesystem::exists(paths.store_path())) {
+    RunStore store(paths.store_path());
+    std::vector<std::string> found;
+    for (const auto& run : prepared) {
+      if (auto id = store.FinishedRunWithHash(run.config_hash)) found.push_back(*id);
+    }
+    store.TagSuiteMembers(found, suite.name);
+  }
   Progress progress(static_cast<int64_t>(prepared.size()));
   ExecuteOptions options;
   options.skip_finished = true;
@@ -124,11 +132,6 @@ SuiteResult RunSuite(const Suite& suite, const ResultPaths& paths,
     progress.Done(run.label, line, !out.skipped);
     if (out.skipped) {
       ++result.skipped;
-      // What the suite found done counts as its own in its report (and in `ls --suite`), from
-      // now on: an interrupted suite's report already stands on it.
-      if (!tagger) tagger.emplace(paths.store_path());
-      const auto found = tagger->GetRun(out.run_id);
-      if (found && found->suite != suite.name) tagger->AddTags(out.run_id, {SuiteTag(suite.name)});
     } else {
       ++result.ran;
       if (out.status != RunStatus::kFinished) ++result.failed;

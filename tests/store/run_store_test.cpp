@@ -100,6 +100,14 @@ TEST(RunStoreTest, ListFiltersBySuiteMethodAndStatus) {
   f = {};
   f.suite = "other";
   EXPECT_TRUE(store.ListRuns(f).empty());
+  // A suite that found run a done counts it as its own; its own runs get no tag.
+  store.TagSuiteMembers({a}, "other");
+  store.TagSuiteMembers({a}, "test");
+  ASSERT_EQ(store.ListRuns(f).size(), 1u);
+  EXPECT_EQ(store.ListRuns(f)[0].id, a);
+  EXPECT_EQ(store.GetRun(a)->tags, (std::vector<std::string>{"suite:other", "unit"}));
+  f.suite = "test";
+  EXPECT_EQ(store.ListRuns(f).size(), 2u);
 }
 
 TEST(RunStoreTest, StaleHeartbeatShowsAsCrashed) {
