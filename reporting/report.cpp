@@ -20,12 +20,15 @@ namespace {
 // Keys that do not change what a run measures: where and how fast it ran.
 const char* const kMachineKeys[] = {"threads", "device"};
 
-// The config without the machine keys: two runs with equal identities measured the same thing.
-std::string Identity(const RunRecord& run) {
+// The config without the machine keys.
+nlohmann::json MeasuredConfig(const RunRecord& run) {
   nlohmann::json c = run.config;
   for (const char* k : kMachineKeys) c.erase(k);
-  return JsonHash(c);
+  return c;
 }
+
+// Two runs with equal identities measured the same thing.
+std::string Identity(const RunRecord& run) { return JsonHash(MeasuredConfig(run)); }
 
 std::string KeyValue(const RunRecord& run, const std::string& key) {
   if (key == "pair") return KeyValue(run, "arch_b") + " → " + KeyValue(run, "arch_a");
@@ -122,8 +125,7 @@ namespace {
 
 // The config a group of seeds shares: without the machine keys and the seed.
 nlohmann::json GroupConfig(const RunRecord& run) {
-  nlohmann::json c = run.config;
-  for (const char* k : kMachineKeys) c.erase(k);
+  nlohmann::json c = MeasuredConfig(run);
   c.erase("seed");
   return c;
 }
