@@ -4,9 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
+#include <tuple>
 #include <set>
 
 #include <fmt/format.h>
@@ -52,26 +55,58 @@ std::string FormatCell(const Cell& c, bool percent, bool latex, int64_t row_runs
 std::string LatexEscape(const std::string& s) {
   std::string out;
   for (char ch : s) {
-    if (ch == '_' || ch == '%' || ch == '&' || ch == '#' || ch == '$') out += '\\';
-    out += ch;
+    switch (ch) {
+      case '_': case '%': case '&': case '#': case '$': case '{': case '}':
+        out += '\\';
+        out += ch;
+        break;
+      case '~': out += "\\textasciitilde{}"; break;
+      case '^': out += "\\textasciicircum{}"; break;
+      case '\\': out += "\\textbackslash{}"; break;
+      case '\r': case '\n': out += ' '; break;
+      default: out += ch;
+    }
   }
-  // The arrow of the pair column.
-  std::string arrow = "→";
-  for (size_t pos; (pos = out.find(arrow)) != std::string::npos;) out.replace(pos, arrow.size(), "$\\rightarrow$");
+  // The arrow of the pair column, the dashes of titles and empty cells: plain LaTeX, so the
+  // table compiles under any input encoding.
+  for (const auto& [from, to] : {std::pair{"→", "$\\rightarrow$"}, std::pair{"—", "---"}, std::pair{"–", "--"},
+                                 std::pair{"±", "$\\pm$"}}) {
+    const std::string f = from;
+    for (size_t pos = 0; (pos = out.find(f, pos)) != std::string::npos; pos += std::strlen(to)) out.replace(pos, f.size(), to);
+  }
   return out;
 }
 
+}  // namespace
+
 std::string CsvField(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
   std::string out = "\"";
   for (char ch : s) out += ch == '"' ? std::string("\"\"") : std::string(1, ch);
   return out + "\"";
 }
 
+std::string MarkdownCell(const std::string& s) {
+  std::string out;
+  for (char ch : s) {
+    if (ch == '|') {
+      out += "\\|";
+    } else if (ch == '\n' || ch == '\r') {
+      out += ' ';  // a line break ends the table row
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+namespace {
+
 }  // namespace
 
-TableSpec NightlyTableSpec(const std::string& suite) {
+TableSpec NightlyTableSpec(const std::string& suite, DeclaredOptions declared) {
   TableSpec s;
+  s.declared = std::move(declared);
   s.title = fmt::format("TransferBench — suite {}", suite);
   s.suite = suite;
   s.group_keys = {"dataset", "pair", "method", "head", "source", "calibrate", "train.epochs"};
@@ -156,56 +191,73 @@ std::vector<std::string> Labelled(const TableSpec& spec, const TableRow& row) {
 
 }  // namespace
 
-Table BuildTable(RunStore& store, const TableSpec& spec) {
+nlohmann::json DeclaredOptions::Default(const std::string& method, const std::string& key) const {
+  if (auto m = this->method.find(method); m != this->method.end() && m->second.contains(key)) return m->second.at(key);
+  return run.contains(key) ? run.at(key) : nlohmann::json();
+}
+
+std::vector<RunGroup> GroupRuns(RunStore& store, const TableSpec& spec) {
   // Pass 1: runs by group (configs equal but for the seed), and the groups behind each set of
   // displayed keys.
-  std::map<std::string, std::vector<RunRecord>> runs_of_group;
-  std::map<std::string, nlohmann::json> config_of_group;
+  std::map<std::string, RunGroup> groups;
   std::map<std::vector<std::string>, std::vector<std::string>> groups_of_display;
-  std::map<std::string, std::vector<std::string>> display_of_group;
-  Table table;
-  table.spec = spec;
   for (RunRecord& run : ReportRuns(store, spec.suite)) {
-    std::vector<std::string> key;
-    for (const auto& k : spec.group_keys) key.push_back(KeyValue(run, k));
     nlohmann::json config = GroupConfig(run);
-    const std::string group = JsonHash(config);
-    if (!runs_of_group.count(group)) {
-      config_of_group[group] = std::move(config);
-      groups_of_display[key].push_back(group);
-      display_of_group[group] = key;
+    config["method"] = run.method;
+    const std::string id = JsonHash(config);
+    auto [it, fresh] = groups.try_emplace(id);
+    RunGroup& g = it->second;
+    if (fresh) {
+      g.id = id;
+      g.method = run.method;
+      for (const auto& k : spec.group_keys) g.keys.push_back(KeyValue(run, k));
+      g.config = std::move(config);
+      groups_of_display[g.keys].push_back(id);
     }
-    runs_of_group[group].push_back(std::move(run));
-    ++table.runs;
+    g.runs.push_back(std::move(run));
   }
   // Pass 2: runs that differ in anything but the seed are never averaged together, and a row
   // says what sets it apart where the columns do not: the options (not shown in a column) whose
   // value differs from the most common one among the groups of its method (a control such as
-  // concept_source=random), or else from the other groups behind the same columns.
+  // concept_source=random). Where the groups split evenly, the declared value is the reference;
+  // failing that there is none, and every row names the option.
   const std::set<std::string> displayed = DisplayedKeys(spec);
   std::map<std::string, std::map<std::string, std::map<std::string, int>>> counts;  // method → key → value → groups
-  for (const auto& [group, runs] : runs_of_group) {
-    for (const auto& [k, v] : config_of_group[group].items()) {
-      if (!displayed.count(k)) ++counts[runs.front().method][k][ConfigValue(config_of_group[group], k)];
+  for (const auto& [id, g] : groups) {
+    for (const auto& [k, v] : g.config.items()) {
+      if (!displayed.count(k) && k != "method") ++counts[g.method][k][ConfigValue(g.config, k)];
     }
   }
-  auto modal = [&](const std::string& method, const std::string& key) {
-    std::string best;
-    int most = 0;
-    for (const auto& [value, n] : counts[method][key]) {
-      if (n > most) best = value, most = n;
+  std::map<std::pair<std::string, std::string>, std::optional<std::string>> reference;  // (method, key) → value
+  for (const auto& [method, keys] : counts) {
+    for (const auto& [key, values] : keys) {
+      int most = 0;
+      for (const auto& [value, n] : values) most = std::max(most, n);
+      std::vector<std::string> tied;
+      for (const auto& [value, n] : values) {
+        if (n == most) tied.push_back(value);
+      }
+      std::optional<std::string> ref;
+      if (tied.size() == 1) {
+        ref = tied.front();
+      } else if (const nlohmann::json d = spec.declared.Default(method, key); !d.is_null()) {
+        const std::string declared = d.is_string() ? d.get<std::string>() : d.dump();
+        if (std::find(tied.begin(), tied.end(), declared) != tied.end()) ref = declared;
+      }
+      reference[{method, key}] = ref;
     }
-    return best;
-  };
+  }
   std::map<std::string, std::set<std::string>> differing;  // group → keys that set it apart
-  for (const auto& [group, runs] : runs_of_group) {
-    auto& keys = differing[group];
-    for (const auto& [k, v] : config_of_group[group].items()) {
-      if (!displayed.count(k) && ConfigValue(config_of_group[group], k) != modal(runs.front().method, k)) keys.insert(k);
+  for (const auto& [id, g] : groups) {
+    auto& keys = differing[id];
+    for (const auto& [k, v] : g.config.items()) {
+      if (displayed.count(k) || k == "method") continue;
+      const auto& ref = reference[{g.method, k}];
+      if (!ref || ConfigValue(g.config, k) != *ref) keys.insert(k);
     }
   }
-  // Groups behind the same columns that the most common values cannot tell apart name every
-  // key in which they differ.
+  // Groups behind the same columns that the reference values cannot tell apart name every key
+  // in which they differ.
   for (const auto& [key, siblings] : groups_of_display) {
     std::vector<std::string> unnamed;
     for (const auto& g : siblings) {
@@ -213,10 +265,10 @@ Table BuildTable(RunStore& store, const TableSpec& spec) {
     }
     if (unnamed.size() < 2) continue;
     for (const auto& g : unnamed) {
-      const auto& config = config_of_group[g];
+      const auto& config = groups[g].config;
       for (const auto& o : unnamed) {
         if (o == g) continue;
-        const auto& other = config_of_group[o];
+        const auto& other = groups[o].config;
         for (const auto& [k, v] : config.items()) {
           if (!displayed.count(k) && (!other.contains(k) || other.at(k) != v)) differing[g].insert(k);
         }
@@ -226,20 +278,29 @@ Table BuildTable(RunStore& store, const TableSpec& spec) {
       }
     }
   }
-  std::map<std::pair<std::vector<std::string>, std::string>, std::vector<std::map<std::string, double>>> groups;
-  for (const auto& [group, runs] : runs_of_group) {
-    const nlohmann::json& config = config_of_group[group];
-    const auto& key = display_of_group[group];
-    std::string variant;
-    for (const auto& k : differing[group]) variant += (variant.empty() ? "" : ", ") + k + "=" + ConfigValue(config, k);
-    if (groups.count({key, variant})) variant += (variant.empty() ? "#" : " #") + group.substr(0, 8);
-    for (const auto& run : runs) groups[{key, variant}].push_back(store.Summary(run.id));
+  std::set<std::pair<std::vector<std::string>, std::string>> labels;
+  std::vector<RunGroup> out;
+  for (auto& [id, g] : groups) {
+    for (const auto& k : differing[id]) g.variant += (g.variant.empty() ? "" : ", ") + k + "=" + ConfigValue(g.config, k);
+    if (!labels.insert({g.keys, g.variant}).second) g.variant += (g.variant.empty() ? "#" : " #") + id.substr(0, 8);
+    out.push_back(std::move(g));
   }
-  for (const auto& [id, summaries] : groups) {
+  std::sort(out.begin(), out.end(), [](const RunGroup& a, const RunGroup& b) {
+    return std::tie(a.keys, a.variant) < std::tie(b.keys, b.variant);
+  });
+  return out;
+}
+
+Table BuildTable(RunStore& store, const TableSpec& spec) {
+  Table table;
+  table.spec = spec;
+  for (const RunGroup& g : GroupRuns(store, spec)) {
     TableRow row;
-    row.keys = id.first;
-    row.variant = id.second;
-    row.runs = static_cast<int64_t>(summaries.size());
+    row.keys = g.keys;
+    row.variant = g.variant;
+    row.runs = static_cast<int64_t>(g.runs.size());
+    std::vector<std::map<std::string, double>> summaries;
+    for (const auto& run : g.runs) summaries.push_back(store.Summary(run.id));
     for (const auto& m : spec.metrics) {
       std::vector<double> values;
       for (const auto& s : summaries) {
@@ -248,16 +309,17 @@ Table BuildTable(RunStore& store, const TableSpec& spec) {
       }
       row.cells.push_back(Aggregate(values));
     }
+    table.runs += row.runs;
     table.rows.push_back(std::move(row));
   }
   return table;
 }
 
 std::string RenderMarkdown(const Table& t) {
-  std::string out = fmt::format("## {}\n\n", t.spec.title);
+  std::string out = fmt::format("## {}\n\n", MarkdownCell(t.spec.title));
   std::string header = "|", rule = "|";
   for (const auto& h : t.spec.group_headers) {
-    header += " " + h + " |";
+    header += " " + MarkdownCell(h) + " |";
     rule += "---|";
   }
   for (const auto& m : t.spec.metrics) {
@@ -269,7 +331,7 @@ std::string RenderMarkdown(const Table& t) {
   out += header + "\n" + rule + "\n";
   for (const auto& row : t.rows) {
     std::string line = "|";
-    for (const auto& k : Labelled(t.spec, row)) line += " " + (k.empty() ? std::string("–") : k) + " |";
+    for (const auto& k : Labelled(t.spec, row)) line += " " + (k.empty() ? std::string("–") : MarkdownCell(k)) + " |";
     for (size_t i = 0; i < row.cells.size(); ++i) line += " " + FormatCell(row.cells[i], t.spec.metrics[i].percent, false, row.runs) + " |";
     line += fmt::format(" {} |", row.runs);
     out += line + "\n";
@@ -300,7 +362,7 @@ std::string RenderLatex(const Table& t) {
 
 std::string RenderCsv(const Table& t) {
   std::string out;
-  for (const auto& k : t.spec.group_keys) out += k + ",";
+  for (const auto& k : t.spec.group_keys) out += CsvField(k) + ",";
   out += "variant,";
   for (const auto& m : t.spec.metrics) out += fmt::format("{0}_mean,{0}_std,{0}_n,", m.key);
   out += "runs\n";
@@ -321,6 +383,7 @@ std::string RenderCsv(const Table& t) {
 
 std::vector<std::string> WriteTable(const Table& table, const std::string& dir, const std::string& name) {
   namespace fs = std::filesystem;
+  CheckSuiteName(name);  // a plain file name: nothing is written outside `dir`
   fs::create_directories(dir);
   std::vector<std::string> paths;
   const std::pair<const char*, std::string> outputs[] = {

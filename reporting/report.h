@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -21,12 +22,24 @@ struct MetricColumn {
   bool percent = false; // fraction shown as a percentage in md/tex (CSV keeps the raw value)
 };
 
+// The options' declared values, from the registries (the CLI fills it; reporting has no torch).
+// A row is named by the options in which it differs from the rest; where the groups of a method
+// split evenly on an option, the one at the declared value is the method as declared and stays
+// unnamed. Empty: nothing is known to be the default, and an even split names every row.
+struct DeclaredOptions {
+  nlohmann::json run = nlohmann::json::object();  // run-level options (dataset, classes_a, train.*, ...)
+  std::map<std::string, nlohmann::json> method;   // method → its own options
+  // The declared value of `key` for `method`, or null.
+  nlohmann::json Default(const std::string& method, const std::string& key) const;
+};
+
 struct TableSpec {
   std::string title;
   std::string suite;                    // only runs of this suite ("" = every suite)
   std::vector<std::string> group_keys;  // config keys; "pair" is arch_b → arch_a
   std::vector<std::string> group_headers;
   std::vector<MetricColumn> metrics;
+  DeclaredOptions declared;
 };
 
 struct Cell {
@@ -50,7 +63,21 @@ struct Table {
 
 // A suite's main table: one row per dataset × model pair × method × head × source × calibrate ×
 // epochs (an option a method does not have shows as –).
-TableSpec NightlyTableSpec(const std::string& suite);
+TableSpec NightlyTableSpec(const std::string& suite, DeclaredOptions declared = {});
+
+// One config group: the runs whose configs differ in the seed alone (and where they ran).
+struct RunGroup {
+  std::string id;                  // hash of `config`
+  std::string method;
+  nlohmann::json config;           // the runs' config without the seed and the machine keys
+  std::vector<std::string> keys;   // the displayed keys' values
+  std::string variant;             // "key=value, ..." that sets it apart where the columns do not
+  std::vector<RunRecord> runs;
+};
+
+// The report's runs (ReportRuns) in config groups, each with the label the table gives it.
+// Ordered by displayed keys, then variant. Every table and claim stands on these groups.
+std::vector<RunGroup> GroupRuns(RunStore& store, const TableSpec& spec);
 
 // The runs a report of `suite` ("" = every suite) stands on, newest first: finished; measured by
 // the newest code (the highest `runner_version` in their configs: older code's runs are
@@ -64,6 +91,11 @@ Table BuildTable(RunStore& store, const TableSpec& spec);
 std::string RenderMarkdown(const Table& table);
 std::string RenderLatex(const Table& table);
 std::string RenderCsv(const Table& table);
+
+// One field or cell, escaped: CSV quotes a field with a comma, quote or line break (RFC 4180);
+// Markdown escapes '|' and turns line breaks into spaces, which would end the table row.
+std::string CsvField(const std::string& s);
+std::string MarkdownCell(const std::string& s);
 
 // Mean and sample standard deviation of the finite values.
 Cell Aggregate(const std::vector<double>& values);

@@ -1,11 +1,13 @@
 #include "reporting/surgery.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -14,15 +16,25 @@
 namespace tb {
 namespace {
 
-struct StoredRun {
-  nlohmann::json config;
-  std::map<std::string, double> summary;
+// One config group of the main table, with its runs' transfer and preservation.
+struct StoredGroup {
+  const RunGroup* group = nullptr;
+  std::string pair;                    // "source:target"
+  std::string setting;                 // hash of the config without the pair: the same options on every pair
+  nlohmann::json setting_config;
+  std::vector<double> transfer, preservation;
 };
 
-std::string Get(const StoredRun& r, const std::string& key) {
-  if (!r.config.contains(key)) return "";
-  const auto& v = r.config.at(key);
+std::string Get(const nlohmann::json& config, const std::string& key) {
+  if (!config.contains(key)) return "";
+  const auto& v = config.at(key);
   return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
+nlohmann::json WithoutPair(nlohmann::json config) {
+  config.erase("arch_a");
+  config.erase("arch_b");
+  return config;
 }
 
 // What one reading of a claim selects.
@@ -35,36 +47,84 @@ struct Selector {
   bool random_concept = false;     // the method's own control: concept_source=random
 };
 
-bool Matches(const StoredRun& r, const std::string& dataset, const Selector& s) {
-  if (Get(r, "dataset") != dataset || Get(r, "method") != s.method) return false;
-  if (Get(r, "source") != s.source || Get(r, "train.epochs") != s.epochs) return false;
-  if (Get(r, "calibrate") != "none" && !Get(r, "calibrate").empty()) return false;
-  if (!s.head.empty() && r.config.contains("head") && Get(r, "head") != s.head) return false;
-  if ((Get(r, "concept_source") == "random") != s.random_concept) return false;
-  const std::string pair = Get(r, "arch_b") + ":" + Get(r, "arch_a");
-  return std::find(s.pairs.begin(), s.pairs.end(), pair) != s.pairs.end();
+bool Matches(const StoredGroup& g, const std::string& dataset, const Selector& s) {
+  const nlohmann::json& c = g.group->config;
+  if (Get(c, "dataset") != dataset || g.group->method != s.method) return false;
+  if (Get(c, "source") != s.source || Get(c, "train.epochs") != s.epochs) return false;
+  if (Get(c, "calibrate") != "none" && !Get(c, "calibrate").empty()) return false;
+  if (!s.head.empty() && c.contains("head") && Get(c, "head") != s.head) return false;
+  if ((Get(c, "concept_source") == "random") != s.random_concept) return false;
+  return std::find(s.pairs.begin(), s.pairs.end(), g.pair) != s.pairs.end();
 }
 
-std::pair<Cell, Cell> Measure(const std::vector<StoredRun>& runs, const std::string& dataset, const Selector& s) {
+// A measurement: the runs of one setting (one config group per pair, never two configs pooled
+// on a pair), and how many other settings the selector also matched.
+struct Measured {
+  Cell transfer, preservation;
+  nlohmann::json setting;         // the chosen setting's config (without the pair)
+  std::set<std::string> pairs;    // the pairs it covers
+  std::string label;              // the chosen groups' row label in the main table ("" unnamed)
+  int64_t alternatives = 0;       // other settings that qualified, not pooled
+  bool empty() const { return transfer.n == 0; }
+};
+
+Measured Aggregated(const std::vector<const StoredGroup*>& chosen) {
+  Measured m;
   std::vector<double> t, p;
-  for (const auto& r : runs) {
-    if (!Matches(r, dataset, s)) continue;
-    auto ti = r.summary.find("transfer_rate");
-    auto pi = r.summary.find("preservation");
-    t.push_back(ti == r.summary.end() ? std::nan("") : ti->second);
-    p.push_back(pi == r.summary.end() ? std::nan("") : pi->second);
+  for (const auto* g : chosen) {
+    t.insert(t.end(), g->transfer.begin(), g->transfer.end());
+    p.insert(p.end(), g->preservation.begin(), g->preservation.end());
+    m.pairs.insert(g->pair);
   }
-  return {Aggregate(t), Aggregate(p)};
+  m.transfer = Aggregate(t);
+  m.preservation = Aggregate(p);
+  if (!chosen.empty()) {
+    m.setting = chosen.front()->setting_config;
+    m.label = chosen.front()->group->variant;
+  }
+  return m;
 }
 
-// The pairs ("source:target") that have runs under `s`.
-std::vector<std::string> MeasuredPairs(const std::vector<StoredRun>& runs, const std::string& dataset,
-                                       const Selector& s) {
-  std::set<std::string> pairs;
-  for (const auto& r : runs) {
-    if (Matches(r, dataset, s)) pairs.insert(Get(r, "arch_b") + ":" + Get(r, "arch_a"));
+// The groups `accept` takes, by setting; the setting that stands: the one covering the most
+// pairs, then the main table's unnamed row, then the most runs, then the first by hash.
+Measured Choose(const std::vector<StoredGroup>& groups, const std::function<bool(const StoredGroup&)>& accept) {
+  std::map<std::string, std::vector<const StoredGroup*>> by_setting;
+  for (const auto& g : groups) {
+    if (accept(g)) by_setting[g.setting].push_back(&g);
   }
-  return {pairs.begin(), pairs.end()};
+  const std::vector<const StoredGroup*>* best = nullptr;
+  auto rank = [](const std::vector<const StoredGroup*>& v) {
+    std::set<std::string> pairs;
+    int64_t runs = 0, named = 0;
+    for (const auto* g : v) {
+      pairs.insert(g->pair);
+      runs += static_cast<int64_t>(g->transfer.size());
+      named += g->group->variant.empty() ? 0 : 1;
+    }
+    return std::make_tuple(static_cast<int64_t>(pairs.size()), -named, runs);
+  };
+  for (const auto& [setting, v] : by_setting) {
+    if (!best || rank(v) > rank(*best)) best = &v;
+  }
+  if (!best) return {};
+  Measured m = Aggregated(*best);
+  m.alternatives = static_cast<int64_t>(by_setting.size()) - 1;
+  return m;
+}
+
+Measured Measure(const std::vector<StoredGroup>& groups, const std::string& dataset, const Selector& s) {
+  return Choose(groups, [&](const StoredGroup& g) { return Matches(g, dataset, s); });
+}
+
+// The runs of exactly `setting` (a chosen reading's, with a control's keys changed), on `pairs`.
+Measured MeasureSetting(const std::vector<StoredGroup>& groups, const nlohmann::json& setting,
+                        const std::set<std::string>& pairs) {
+  const std::string hash = JsonHash(setting);
+  std::vector<const StoredGroup*> chosen;
+  for (const auto& g : groups) {
+    if (g.setting == hash && pairs.count(g.pair)) chosen.push_back(&g);
+  }
+  return Aggregated(chosen);
 }
 
 std::string Pct(const Cell& c) {
@@ -72,9 +132,15 @@ std::string Pct(const Cell& c) {
   return c.n > 1 ? fmt::format("{:.1f} ± {:.1f}", 100 * c.mean, 100 * c.std) : fmt::format("{:.1f}", 100 * c.mean);
 }
 
-std::string Pair(const std::pair<Cell, Cell>& m) {
-  if (m.first.n == 0) return "not run";
-  return fmt::format("{} / {} (n={})", Pct(m.first), Pct(m.second), m.first.n);
+// "87.0 ± 1.0 / 98.0 ± 0.0 (n=3)"; where other configs also qualified, which one it stands on.
+std::string Pair(const Measured& m) {
+  if (m.empty()) return "not run";
+  std::string n = fmt::format("n={}", m.transfer.n);
+  if (m.alternatives > 0) {
+    n += fmt::format("; on {}; {} other config{} not pooled", m.label.empty() ? "the unnamed row" : m.label,
+                     m.alternatives, m.alternatives > 1 ? "s" : "");
+  }
+  return fmt::format("{} / {} ({})", Pct(m.transfer), Pct(m.preservation), n);
 }
 
 struct ClaimSpec {
@@ -109,23 +175,47 @@ std::vector<ClaimSpec> Claims() {
   };
 }
 
-bool Agrees(const std::pair<Cell, Cell>& m, const ClaimSpec& c) {
-  if (m.first.n == 0) return false;
+bool Agrees(const Measured& m, const ClaimSpec& c) {
+  if (m.empty()) return false;
   // Points: about a 95% interval of our mean (2 standard errors), and never under 10.
-  const double tol = std::max(10.0, 2 * 100 * m.first.std / std::sqrt(static_cast<double>(m.first.n)));
-  if (std::abs(100 * m.first.mean - c.transfer) > tol) return false;
-  if (!std::isnan(c.preservation) && m.second.n > 0 && 100 * m.second.mean < c.preservation - 5) return false;
+  const double tol = std::max(10.0, 2 * 100 * m.transfer.std / std::sqrt(static_cast<double>(m.transfer.n)));
+  if (std::abs(100 * m.transfer.mean - c.transfer) > tol) return false;
+  if (!std::isnan(c.preservation) && m.preservation.n > 0 && 100 * m.preservation.mean < c.preservation - 5) return false;
   return true;
+}
+
+std::string PairNames(const std::set<std::string>& pairs) {
+  std::string names;
+  for (const auto& p : pairs) names += (names.empty() ? "" : ", ") + p.substr(0, p.find(':')) + " → " + p.substr(p.find(':') + 1);
+  return names;
 }
 
 }  // namespace
 
-SurgeryTables BuildSurgeryTables(RunStore& store, const std::string& suite, const std::string& dataset) {
-  std::vector<StoredRun> runs;
-  for (const auto& r : ReportRuns(store, suite)) {
-    nlohmann::json config = r.config;
-    config["method"] = r.method;
-    runs.push_back({config, store.Summary(r.id)});
+SurgeryTables BuildSurgeryTables(RunStore& store, const std::string& suite, const std::string& dataset,
+                                 const DeclaredOptions& declared) {
+  // The main table's config groups: a claim stands on one of them per pair, never on a pool.
+  const std::vector<RunGroup> run_groups = GroupRuns(store, NightlyTableSpec(suite, declared));
+  std::vector<StoredGroup> groups;
+  for (const auto& rg : run_groups) {
+    StoredGroup g;
+    g.group = &rg;
+    g.pair = Get(rg.config, "arch_b") + ":" + Get(rg.config, "arch_a");
+    g.setting_config = WithoutPair(rg.config);
+    g.setting = JsonHash(g.setting_config);
+    for (const auto& run : rg.runs) {
+      const auto summary = store.Summary(run.id);
+      auto ti = summary.find("transfer_rate");
+      auto pi = summary.find("preservation");
+      g.transfer.push_back(ti == summary.end() ? std::nan("") : ti->second);
+      g.preservation.push_back(pi == summary.end() ? std::nan("") : pi->second);
+    }
+    groups.push_back(std::move(g));
+  }
+  // The run-level options a label_probe reference must share with the reading it is set against.
+  std::vector<std::string> run_keys;
+  for (const auto& [k, v] : declared.run.items()) {
+    if (k != "arch_a" && k != "arch_b" && k != "seed" && k != "threads" && k != "device") run_keys.push_back(k);
   }
   SurgeryTables t;
   t.suite = suite;
@@ -138,10 +228,11 @@ SurgeryTables BuildSurgeryTables(RunStore& store, const std::string& suite, cons
     bool any = false;
     for (int64_t e : t.epochs) {
       Selector s{method, {"wide:wide"}, method == "vector_space_alignment" ? "keep" : "", "trained", std::to_string(e)};
-      auto m = Measure(runs, dataset, s);
-      any = any || m.first.n > 0;
-      row.transfer.push_back(m.first);
-      row.preservation.push_back(m.second);
+      const Measured m = Measure(groups, dataset, s);
+      any = any || !m.empty();
+      row.transfer.push_back(m.transfer);
+      row.preservation.push_back(m.preservation);
+      row.alternatives.push_back(m.alternatives);
     }
     if (any) t.depth.push_back(row);
   }
@@ -154,47 +245,46 @@ SurgeryTables BuildSurgeryTables(RunStore& store, const std::string& suite, cons
                                                       : std::vector<std::string>{""};
     // The reading the verdict stands on: the first that agrees, else the one with most transfer.
     std::string chosen_head = heads.front();
-    std::pair<Cell, Cell> chosen;
+    Measured chosen;
     for (const auto& h : heads) {
       Selector s = c.selector;
       s.head = h;
-      auto m = Measure(runs, dataset, s);
+      const Measured m = Measure(groups, dataset, s);
       row.readings.push_back(Pair(m));
       const bool agrees = Agrees(m, c);
       if (agrees) agreeing.push_back(h.empty() ? "as specified" : "head=" + h);
-      if (m.first.n > 0 && (chosen.first.n == 0 || (agreeing.size() == 1 && agrees) ||
-                            (agreeing.empty() && m.first.mean > chosen.first.mean))) {
+      if (!m.empty() && (chosen.empty() || (agreeing.size() == 1 && agrees) ||
+                         (agreeing.empty() && m.transfer.mean > chosen.transfer.mean))) {
         chosen = m;
         chosen_head = h;
       }
     }
     while (row.readings.size() < 3) row.readings.push_back("(no head option)");
-    // Controls under the chosen reading's head: B replaced by a fresh initialisation
-    // (source=random), and the method's own control where it has one (concept_source=random).
-    Selector b_random = c.selector, concept_random = c.selector;
-    b_random.head = concept_random.head = chosen_head;
-    b_random.source = "random";
-    concept_random.random_concept = true;
-    const auto ctl_b = Measure(runs, dataset, b_random);
-    const auto ctl_concept = Measure(runs, dataset, concept_random);
+    // Controls of the chosen reading's own config, with only the control changed: B replaced by
+    // a fresh initialisation (source=random), and the method's own control where it has one
+    // (concept_source=random), on the pairs they were run on.
+    std::set<std::string> claim_pairs(c.selector.pairs.begin(), c.selector.pairs.end());
+    Measured ctl_b, ctl_concept;
+    if (!chosen.empty()) {
+      nlohmann::json b_random = chosen.setting, concept_random = chosen.setting;
+      b_random["source"] = "random";
+      ctl_b = MeasureSetting(groups, b_random, claim_pairs);
+      if (chosen.setting.contains("concept_source")) {
+        concept_random["concept_source"] = "random";
+        ctl_concept = MeasureSetting(groups, concept_random, claim_pairs);
+      }
+    }
     std::vector<std::string> controls;
     // A control is set against the chosen reading on the pairs the control covers; where those
-    // are fewer than the claim's, the cell names them.
-    Selector reading = c.selector;
-    reading.head = chosen_head;
-    auto describe = [&](const char* what, const Selector& ctl, const std::pair<Cell, Cell>& m) {
-      if (m.first.n == 0) return;
-      const auto pairs = MeasuredPairs(runs, dataset, ctl);
+    // are fewer than the reading's, the cell names them.
+    auto describe = [&](const char* what, const Measured& m) {
+      if (m.empty()) return;
       std::string text = std::string(what) + ": " + Pair(m);
-      if (pairs.size() < MeasuredPairs(runs, dataset, reading).size()) {
-        std::string names;
-        for (const auto& p : pairs) names += (names.empty() ? "" : ", ") + p.substr(0, p.find(':')) + " → " + p.substr(p.find(':') + 1);
-        text += " on " + names;
-      }
+      if (m.pairs.size() < chosen.pairs.size()) text += " on " + PairNames(m.pairs);
       controls.push_back(text);
     };
-    describe("B random", b_random, ctl_b);
-    describe("concept random", concept_random, ctl_concept);
+    describe("B random", ctl_b);
+    describe("concept random", ctl_concept);
     if (controls.empty()) {
       row.control = "not run";
     } else {
@@ -202,17 +292,23 @@ SurgeryTables BuildSurgeryTables(RunStore& store, const std::string& suite, cons
       for (size_t i = 0; i < controls.size(); ++i) row.control += (i ? "; " : "") + controls[i];
     }
     // Does a control do as well as the reading, on the same pairs?
-    auto control_matches = [&](const Selector& ctl, const std::pair<Cell, Cell>& m) {
-      if (m.first.n == 0) return false;
-      Selector same = reading;
-      same.pairs = MeasuredPairs(runs, dataset, ctl);
-      const auto r = Measure(runs, dataset, same);
-      return r.first.n > 0 && r.first.mean > 0.1 && m.first.mean >= r.first.mean - 0.1;
+    auto control_matches = [&](const Measured& m) {
+      if (m.empty()) return false;
+      const Measured r = MeasureSetting(groups, chosen.setting, m.pairs);
+      return r.transfer.n > 0 && r.transfer.mean > 0.1 && m.transfer.mean >= r.transfer.mean - 0.1;
     };
-    Selector probe{"label_probe", c.selector.pairs, "", "trained", c.selector.epochs};
-    auto pr = Measure(runs, dataset, probe);
+    // label_probe on the same pairs and the same data (every run-level option of the reading).
+    const Selector probe_selector{"label_probe", c.selector.pairs, "", "trained", c.selector.epochs};
+    const Measured pr = Choose(groups, [&](const StoredGroup& g) {
+      if (!Matches(g, dataset, probe_selector)) return false;
+      if (chosen.empty()) return true;
+      for (const auto& k : run_keys) {
+        if (Get(g.setting_config, k) != Get(chosen.setting, k)) return false;
+      }
+      return true;
+    });
     row.probe = Pair(pr);
-    if (chosen.first.n == 0) {
+    if (chosen.empty()) {
       row.verdict = "not measured";
     } else if (!agreeing.empty() && (agreeing.front() == "as specified" || agreeing.front() == "head=keep")) {
       row.verdict = "reproduced";
@@ -222,10 +318,10 @@ SurgeryTables BuildSurgeryTables(RunStore& store, const std::string& suite, cons
       row.verdict = "not reproduced";
     }
     // What the references say about the reading the verdict stands on, where it moved anything.
-    if (control_matches(b_random, ctl_b) || control_matches(concept_random, ctl_concept)) {
+    if (control_matches(ctl_b) || control_matches(ctl_concept)) {
       row.verdict += "; control matches it: not transfer";
     }
-    if (chosen.first.n > 0 && chosen.first.mean > 0.1 && pr.first.n > 0 && pr.first.mean >= chosen.first.mean) {
+    if (!chosen.empty() && chosen.transfer.mean > 0.1 && !pr.empty() && pr.transfer.mean >= chosen.transfer.mean) {
       row.verdict += "; label_probe does as well";
     }
     t.claims.push_back(row);
@@ -235,6 +331,7 @@ SurgeryTables BuildSurgeryTables(RunStore& store, const std::string& suite, cons
 
 std::string RenderSurgeryMarkdown(const SurgeryTables& t) {
   std::string out;
+  bool footnote = false;
   if (!t.depth.empty()) {
     out += fmt::format("## Training depth ({}, wide → wide): transfer % / preservation %\n\n| Method |", t.dataset);
     std::string rule = "|---|";
@@ -244,29 +341,35 @@ std::string RenderSurgeryMarkdown(const SurgeryTables& t) {
     }
     out += "\n" + rule + "\n";
     for (const auto& row : t.depth) {
-      out += "| " + row.method + " |";
+      out += "| " + MarkdownCell(row.method) + " |";
       for (size_t i = 0; i < t.epochs.size(); ++i) {
         out += row.transfer[i].n == 0 ? " – |"
-                                      : fmt::format(" {:.1f} / {:.1f} |", 100 * row.transfer[i].mean,
-                                                    100 * row.preservation[i].mean);
+                                      : fmt::format(" {:.1f} / {:.1f}{} |", 100 * row.transfer[i].mean,
+                                                    100 * row.preservation[i].mean, row.alternatives[i] > 0 ? " *" : "");
+        footnote = footnote || row.alternatives[i] > 0;
       }
       out += "\n";
     }
-    out += "\nMeans over seeds; A and B trained for the given epochs; vector_space_alignment with head=keep.\n\n";
+    out += "\nMeans over seeds; A and B trained for the given epochs; vector_space_alignment with head=keep.";
+    if (footnote) out += " *: other configs of this method and depth were run too; the cell stands on one, as the claims do.";
+    out += "\n\n";
   }
   out += fmt::format("## Claims of the surgery report against our measurements ({})\n\n", t.dataset);
   out += "| Claim | Report | Ours, head=keep (literal) | Ours, head=copy_row | Ours, head=stitch_row | "
          "Controls (random source) | label_probe | Verdict |\n|---|---|---|---|---|---|---|---|\n";
   for (const auto& r : t.claims) {
-    out += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} |\n", r.claim, r.report, r.readings[0], r.readings[1],
-                       r.readings[2], r.control, r.probe, r.verdict);
+    out += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} |\n", MarkdownCell(r.claim), MarkdownCell(r.report),
+                       MarkdownCell(r.readings[0]), MarkdownCell(r.readings[1]), MarkdownCell(r.readings[2]),
+                       MarkdownCell(r.control), MarkdownCell(r.probe), MarkdownCell(r.verdict));
   }
   out += "\nCells: transfer % / preservation %, mean ± std over seeds (n runs). A claim is reproduced when our "
          "mean transfer is within max(10 points, 2 standard errors) of the report's and our preservation is no more than 5 points "
          "below it; \"only under\" names the first head reading that agrees. The random-source control replaces B "
          "by a fresh initialisation (B random), or, for methods that build a concept vector, that vector by a random one of "
          "the same norm (concept random), under the head of the reading the verdict stands on (the first that agrees, "
-         "else the one with most transfer); label_probe trains A's class-4 row on the same data with no source at all.\n";
+         "else the one with most transfer); label_probe trains A's class-4 row on the same data with no source at all. "
+         "Each cell stands on one config per model pair (the main table's rows); where several qualify, the cell "
+         "names the one it stands on.\n";
   return out;
 }
 
@@ -279,12 +382,12 @@ bool HasMeasurements(const SurgeryTables& t) {
 }
 
 std::vector<std::string> WriteSuiteReport(RunStore& store, const std::string& suite, const std::string& dir,
-                                          const std::string& name) {
-  Table table = BuildTable(store, NightlyTableSpec(suite));
+                                          const std::string& name, const DeclaredOptions& declared) {
+  Table table = BuildTable(store, NightlyTableSpec(suite, declared));
   std::vector<std::string> paths = WriteTable(table, dir, name);
   std::string extra, claims_csv;
   for (const std::string dataset : {"mnist", "fashion-mnist"}) {
-    SurgeryTables s = BuildSurgeryTables(store, suite, dataset);
+    SurgeryTables s = BuildSurgeryTables(store, suite, dataset, declared);
     if (!HasMeasurements(s)) continue;
     extra += "\n" + RenderSurgeryMarkdown(s);
     const std::string csv = RenderClaimsCsv(s);
@@ -305,7 +408,7 @@ std::vector<std::string> WriteSuiteReport(RunStore& store, const std::string& su
 }
 
 std::string RenderClaimsCsv(const SurgeryTables& t) {
-  auto q = [](const std::string& s) {
+  auto q = [](const std::string& s) {  // every field quoted (RFC 4180 allows it), so line breaks too
     std::string o = "\"";
     for (char c : s) o += c == '"' ? std::string("\"\"") : std::string(1, c);
     return o + "\"";

@@ -19,6 +19,7 @@ namespace tb {
 struct DepthRow {
   std::string method;
   std::vector<Cell> transfer, preservation;  // one per epoch count
+  std::vector<int64_t> alternatives;         // other configs of the cell, not pooled into it
 };
 
 struct ClaimRow {
@@ -37,7 +38,13 @@ struct SurgeryTables {
   std::vector<ClaimRow> claims;
 };
 
-SurgeryTables BuildSurgeryTables(RunStore& store, const std::string& suite, const std::string& dataset);
+// Every cell stands on the main table's config groups (GroupRuns): one per model pair, never a
+// pool of configs that differ in more than the seed. Where several configs qualify for a cell,
+// the one covering the most pairs stands (then the table's unnamed row, then the most runs) and
+// the cell says so. `declared` is the main table's; its run-level options also tie each
+// label_probe reference to the data of the reading it is set against.
+SurgeryTables BuildSurgeryTables(RunStore& store, const std::string& suite, const std::string& dataset,
+                                 const DeclaredOptions& declared = {});
 std::string RenderSurgeryMarkdown(const SurgeryTables& tables);
 std::string RenderClaimsCsv(const SurgeryTables& tables);
 bool HasMeasurements(const SurgeryTables& tables);
@@ -46,6 +53,6 @@ bool HasMeasurements(const SurgeryTables& tables);
 // dataset with surgery runs, the training-depth and claims tables) and <name>-claims.csv.
 // Returns the paths written.
 std::vector<std::string> WriteSuiteReport(RunStore& store, const std::string& suite, const std::string& dir,
-                                          const std::string& name);
+                                          const std::string& name, const DeclaredOptions& declared = {});
 
 }  // namespace tb

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -33,6 +33,24 @@ double ParseFloat(const std::string& name, const std::string& text) {
     throw BadInput(fmt::format("{}={}: expected a number", name, text));
   }
   return v;
+}
+
+// nan and inf parse as numbers but are never a setting: JSON stores them as null, so they would
+// all hash alike, and no comparison with them means what it says.
+double RequireFinite(const std::string& name, const std::string& shown, double v) {
+  if (!std::isfinite(v)) throw BadInput(fmt::format("{}={}: expected a finite number", name, shown));
+  return v;
+}
+
+// "0,1,2" into its items; an empty item (",1", "0,,1", "0,1,") is kept, so that it is an error.
+std::vector<std::string> SplitList(const std::string& text) {
+  std::vector<std::string> items;
+  size_t start = 0;
+  for (size_t comma; (comma = text.find(',', start)) != std::string::npos; start = comma + 1) {
+    items.push_back(text.substr(start, comma - start));
+  }
+  items.push_back(text.substr(start));
+  return items;
 }
 
 }  // namespace
@@ -69,9 +87,9 @@ Options& Options::Add(const std::string& name, double* field, const std::string&
   return AddEntry({name, "float", help, {},
                    [=](const nlohmann::json& v) {
                      if (v.is_number()) {
-                       *field = v.get<double>();
+                       *field = RequireFinite(name, Show(v), v.get<double>());
                      } else if (v.is_string()) {
-                       *field = ParseFloat(name, v.get<std::string>());
+                       *field = RequireFinite(name, v.get<std::string>(), ParseFloat(name, v.get<std::string>()));
                      } else {
                        throw BadInput(fmt::format("{}={}: expected a number", name, Show(v)));
                      }
@@ -125,10 +143,8 @@ Options& Options::Add(const std::string& name, std::vector<int64_t>* field, cons
                        }
                      } else if (v.is_string()) {
                        const std::string text = v.get<std::string>();
-                       std::stringstream ss(text);
-                       std::string item;
                        try {
-                         while (std::getline(ss, item, ',')) out.push_back(ParseInt(name, item));
+                         for (const auto& item : SplitList(text)) out.push_back(ParseInt(name, item));
                        } catch (const BadInput&) {
                          throw BadInput(fmt::format("{}={}: expected a list of integers such as 0,1,2", name, text));
                        }

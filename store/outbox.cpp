@@ -3,8 +3,22 @@
 #include <cstdlib>
 
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <nlohmann/json.hpp>
 
 namespace tb {
+namespace {
+
+// sync_state.state: {"crash_heartbeat": seconds} while the acknowledged final state is a
+// derived crash, {} otherwise.
+std::optional<double> CrashHeartbeat(const std::string& state) {
+  const auto j = nlohmann::json::parse(state.empty() ? "{}" : state, nullptr, /*allow_exceptions=*/false);
+  if (j.is_object() && j.contains("crash_heartbeat") && j["crash_heartbeat"].is_number()) {
+    return j["crash_heartbeat"].get<double>();
+  }
+  return std::nullopt;
+}
+
+}  // namespace
 
 void Outbox::EnsureRow(const std::string& run_id) {
   SQLite::Statement insert(store_.db(),
@@ -21,7 +35,7 @@ SyncState Outbox::Get(const std::string& run_id) {
   s.sink = sink_;
   SQLite::Statement q(store_.db(), R"sql(
     SELECT remote_id, history_sent, metrics_cursor, output_sent, logs_cursor, summary_hash,
-           final_sent, last_error
+           final_sent, last_error, state
     FROM sync_state WHERE run_id = ? AND sink = ?)sql");
   q.bind(1, run_id);
   q.bind(2, sink_);
@@ -34,6 +48,7 @@ SyncState Outbox::Get(const std::string& run_id) {
     s.summary_hash = q.getColumn(5).getString();
     s.final_sent = q.getColumn(6).getInt() != 0;
     s.last_error = q.getColumn(7).getString();
+    if (s.final_sent) s.crash_heartbeat = CrashHeartbeat(q.getColumn(8).getString());
   }
   return s;
 }
@@ -47,7 +62,8 @@ void Outbox::Acknowledge(const SyncState& s) {
       history_sent = MAX(history_sent, ?), metrics_cursor = MAX(metrics_cursor, ?),
       output_sent = MAX(output_sent, ?), logs_cursor = MAX(logs_cursor, ?),
       summary_hash = CASE WHEN ? != '' THEN ? ELSE summary_hash END,
-      final_sent = MAX(final_sent, ?), last_error = '', updated_at = ?
+      final_sent = MAX(final_sent, ?), state = CASE WHEN ? THEN ? ELSE state END,
+      last_error = '', updated_at = ?
     WHERE run_id = ? AND sink = ?)sql");
   int i = 1;
   update.bind(i++, s.remote_id);
@@ -59,6 +75,8 @@ void Outbox::Acknowledge(const SyncState& s) {
   update.bind(i++, s.summary_hash);
   update.bind(i++, s.summary_hash);
   update.bind(i++, s.final_sent ? 1 : 0);
+  update.bind(i++, s.final_sent ? 1 : 0);  // the final state comes with what it was sent for
+  update.bind(i++, s.crash_heartbeat ? nlohmann::json{{"crash_heartbeat", *s.crash_heartbeat}}.dump() : "{}");
   update.bind(i++, NowSeconds());
   update.bind(i++, s.run_id);
   update.bind(i++, sink_);
@@ -77,6 +95,16 @@ void Outbox::RecordError(const std::string& run_id, const std::string& error) {
   update.bind(4, sink_);
   update.exec();
   tx.commit();
+}
+
+void Outbox::Reopen(const std::string& run_id) {
+  SQLite::Statement update(store_.db(), R"sql(
+    UPDATE sync_state SET final_sent = 0, remote_id = '', state = '{}', updated_at = ?
+    WHERE run_id = ? AND sink = ?)sql");
+  update.bind(1, NowSeconds());
+  update.bind(2, run_id);
+  update.bind(3, sink_);
+  update.exec();
 }
 
 bool Outbox::TryLease(const std::string& run_id, const std::string& owner, double seconds) {
@@ -124,12 +152,18 @@ void Outbox::ReleaseLease(const std::string& run_id, const std::string& owner) {
 
 std::vector<std::string> Outbox::PendingRuns() {
   SQLite::Statement q(store_.db(), R"sql(
-    SELECT r.id FROM runs r LEFT JOIN sync_state s ON s.run_id = r.id AND s.sink = ?
-    WHERE s.final_sent IS NULL OR s.final_sent = 0
+    SELECT r.id, r.heartbeat_at, COALESCE(s.final_sent, 0), COALESCE(s.state, '{}')
+    FROM runs r LEFT JOIN sync_state s ON s.run_id = r.id AND s.sink = ?
+    WHERE s.final_sent IS NULL OR s.final_sent = 0 OR s.state != '{}'
     ORDER BY r.started_at, r.id)sql");
   q.bind(1, sink_);
   std::vector<std::string> ids;
-  while (q.executeStep()) ids.push_back(q.getColumn(0).getString());
+  while (q.executeStep()) {
+    SyncState s;
+    s.final_sent = q.getColumn(2).getInt() != 0;
+    if (s.final_sent) s.crash_heartbeat = CrashHeartbeat(q.getColumn(3).getString());
+    if (!s.final_sent || s.Superseded(q.getColumn(1).getDouble())) ids.push_back(q.getColumn(0).getString());
+  }
   return ids;
 }
 

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,7 +33,16 @@ struct SyncState {
   int64_t logs_cursor = 0;    // id of the last acknowledged console line
   std::string summary_hash;   // digest of the last acknowledged summary
   bool final_sent = false;    // the final state (complete, exit code) was acknowledged
+  // Set when that final state was a crash the store only derived from a stale heartbeat (the
+  // row still says running): the heartbeat the row had then. Such a run may be alive (another
+  // host's clock behind, a suspended process); once its heartbeat moves on, the crash is
+  // superseded and the run is sent again from the cursors.
+  std::optional<double> crash_heartbeat;
   std::string last_error;
+
+  bool Superseded(double heartbeat_at) const {
+    return final_sent && crash_heartbeat && heartbeat_at > *crash_heartbeat;
+  }
 };
 
 class Outbox {
@@ -46,12 +56,16 @@ class Outbox {
   // concurrent sender cannot undo a faster one's progress.
   void Acknowledge(const SyncState& state);
   void RecordError(const std::string& run_id, const std::string& error);
+  // Withdraws a superseded final state: the run is pending again, and the sink's run is to be
+  // resumed (created again under the same id, then sent what lies past the cursors, which stay).
+  void Reopen(const std::string& run_id);
 
   // Takes the (run, sink) lease for `seconds` if it is free, expired, or already `owner`'s.
   bool TryLease(const std::string& run_id, const std::string& owner, double seconds);
   void ReleaseLease(const std::string& run_id, const std::string& owner);
 
-  // Runs whose final state this sink has not acknowledged, oldest first.
+  // Runs whose final state this sink has not acknowledged, or has acknowledged as a derived
+  // crash that the run's heartbeat has since superseded, oldest first.
   std::vector<std::string> PendingRuns();
 
   const std::string& sink() const { return sink_; }

@@ -1,5 +1,8 @@
 #include "store/run_store.h"
 
+#include <algorithm>
+#include <cctype>
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -149,6 +152,18 @@ std::string HostName() {
   char buf[256] = {0};
   if (gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
   return buf;
+}
+
+void CheckSuiteName(const std::string& name) {
+  const bool ok = !name.empty() && name.size() <= 100 && std::isalnum(static_cast<unsigned char>(name[0])) &&
+                  std::all_of(name.begin(), name.end(), [](char c) {
+                    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+                  });
+  if (!ok) {
+    throw BadInput(fmt::format("suite name '{}': expected letters, digits, '.', '_' or '-', starting with a letter or "
+                               "digit, at most 100 characters (it names the report files)",
+                               name));
+  }
 }
 
 double RunStore::StaleSeconds() {

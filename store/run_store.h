@@ -96,6 +96,10 @@ struct ModelRecord {
 // The tag that makes a run made by one suite a member of another that found it already done.
 inline std::string SuiteTag(const std::string& suite) { return "suite:" + suite; }
 
+// A suite name names its report files, so it is a plain file name: letters, digits, '.', '_'
+// and '-', starting with a letter or digit, at most 100 characters. BadInput otherwise.
+void CheckSuiteName(const std::string& name);
+
 struct RunFilter {
   std::optional<std::string> suite;  // runs made by the suite, or tagged SuiteTag(suite)
   std::optional<std::string> method;

@@ -293,6 +293,12 @@ SyncReport WandbSync::SyncRun(const std::string& run_id, double deadline) {
   const WandbSettings& cfg = client_.settings();
   nlohmann::json response;
   try {
+    if (s.Superseded(run->heartbeat_at)) {
+      // W&B holds a crash for a run that turned out alive: resume the W&B run (UpsertBucket
+      // again, below) and go on from the cursors, so nothing already there is sent twice.
+      outbox_.Reopen(run->id);
+      s = outbox_.Get(run->id);
+    }
     if (s.final_sent) {
       report.done = true;
       return report;
@@ -330,7 +336,12 @@ SyncReport WandbSync::SyncRun(const std::string& run_id, double deadline) {
     }
     report.remote = s.remote_id;
     const std::string stream = "/files/" + s.remote_id + "/file_stream";
-    const bool ended = run->status != RunStatus::kRunning;
+    // A crash the store derived from a stale heartbeat (the row still says running, so it has
+    // no ended_at) is sent as the final state, but only provisionally: see Superseded. The run's
+    // own process knows it is alive (it was suspended), so its live sender never sends that.
+    const bool derived_crash = run->status == RunStatus::kCrashed && run->ended_at == 0;
+    const bool own_run = run->host == HostName() && run->pid == static_cast<int64_t>(getpid());
+    const bool ended = run->status != RunStatus::kRunning && !(derived_crash && own_run);
 
     // Data: history and console lines in chunks, then the summary.
     while (true) {
@@ -382,6 +393,7 @@ SyncReport WandbSync::SyncRun(const std::string& run_id, double deadline) {
         return report;
       }
       s.final_sent = true;
+      s.crash_heartbeat = derived_crash ? std::optional<double>(run->heartbeat_at) : std::nullopt;
       outbox_.Acknowledge(s);
       report.final_sent = true;
       report.done = true;

@@ -106,6 +106,8 @@ struct SyncReport {
 
 // Sends one run's unacknowledged data: the run (UpsertBucket), history lines, console lines,
 // the summary, and, once the run has ended (finished, failed, or crashed), the final state.
+// A crash derived from a stale heartbeat is withdrawn if the heartbeat moves on: the W&B run is
+// resumed (UpsertBucket again) and sent the rest, then its true final state.
 // History lines are built deterministically from the stored metric rows (consecutive rows of
 // one step form one line; `_step` is the line's index), so a resent chunk carries the same
 // lines at the same offsets and W&B replaces rather than duplicates them.

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <set>
 
 #include <unistd.h>
 
@@ -34,6 +35,28 @@ using Settings = std::vector<std::pair<std::string, nlohmann::json>>;
 std::string DefaultResults() {
   if (const char* env = std::getenv("TRANSFERBENCH_RESULTS")) return env;
   return "results";
+}
+
+// The results directory, checked before anything runs: it, or the nearest part of it that
+// exists, must be a directory (a path under a regular file is bad input, not a crash).
+ResultPaths CheckedResults(const std::string& dir) {
+  std::error_code ec;
+  fs::path probe = fs::absolute(dir.empty() ? fs::path(".") : fs::path(dir), ec);
+  while (!ec) {
+    const fs::file_status st = fs::status(probe, ec);
+    if (!ec && st.type() != fs::file_type::not_found) {
+      if (!fs::is_directory(st)) {
+        throw BadInput(fmt::format("--results {}: {} is not a directory (expected a directory for runs.db, zoo/ and "
+                                   "reports/)",
+                                   dir, probe.string()));
+      }
+      break;
+    }
+    ec.clear();
+    if (probe == probe.parent_path()) break;
+    probe = probe.parent_path();
+  }
+  return ResultPaths{dir};
 }
 
 Settings ParseSettings(const std::vector<std::string>& assignments, const std::string& config_file) {
@@ -81,6 +104,7 @@ int Guarded(Body&& body) {
 
 int DoRun(const std::string& method, const Settings& settings, const std::string& results, bool verbose,
           const std::string& suite, const std::vector<std::string>& tags) {
+  const ResultPaths paths = CheckedResults(results);
   RunRequest request;
   request.method = method;
   request.settings = settings;
@@ -90,7 +114,7 @@ int DoRun(const std::string& method, const Settings& settings, const std::string
   ExecuteOptions options;
   options.verbose = verbose;
   std::cerr << fmt::format("run {} ...\n", prepared.label);
-  RunOutcome out = ExecuteRun(prepared, ResultPaths{results}, options);
+  RunOutcome out = ExecuteRun(prepared, paths, options);
   std::cout << fmt::format("run {} {} in {}\n", out.run_id, ToString(out.status), FormatDuration(out.seconds));
   PrintSummary(out);
   if (out.status != RunStatus::kFinished) std::cerr << "error: " << out.error << "\n";
@@ -182,11 +206,12 @@ int TransferbenchMain(int argc, char** argv) {
 
   auto run_suite = [&](const std::string& path) {
     code = Guarded([&] {
+      const ResultPaths paths = CheckedResults(results);
       Suite s = LoadSuite(path);
       std::cerr << fmt::format("suite {}: {} runs from {}\n", s.name, s.runs.size(), path);
       if (dry_run) {
         const auto settings = ParseSettings(sets, "");
-        const std::string db = ResultPaths{results}.store_path();
+        const std::string db = paths.store_path();
         std::unique_ptr<RunStore> store;
         if (fs::exists(db)) store = std::make_unique<RunStore>(db);
         int64_t done = 0;
@@ -201,13 +226,13 @@ int TransferbenchMain(int argc, char** argv) {
                                  static_cast<int64_t>(s.runs.size()) - done);
         return 0;
       }
-      SuiteResult r = RunSuite(s, ResultPaths{results}, ParseSettings(sets, ""), verbose);
+      SuiteResult r = RunSuite(s, paths, ParseSettings(sets, ""), verbose);
       std::ifstream md(r.report_paths.front());
       std::cout << md.rdbuf() << "\n";
       std::cout << fmt::format("suite {}: {} ran ({} failed), {} already done, {} wall\n", s.name, r.ran, r.failed,
                                r.skipped, FormatDuration(r.seconds));
       std::cout << fmt::format("report: {}\n", fmt::join(r.report_paths, "  "));
-      std::cout << fmt::format("runs: {}\n", ResultPaths{results}.store_path());
+      std::cout << fmt::format("runs: {}\n", paths.store_path());
       return r.failed > 0 ? 1 : 0;
     });
   };
@@ -222,11 +247,12 @@ int TransferbenchMain(int argc, char** argv) {
   report->add_option("--format", format, "format to print")->check(CLI::IsMember({"md", "tex", "csv"}));
   report->callback([&] {
     code = Guarded([&] {
-      ResultPaths paths{results};
+      ResultPaths paths = CheckedResults(results);
+      if (!report_suite.empty()) CheckSuiteName(report_suite);
       if (!fs::exists(paths.store_path())) throw BadInput(fmt::format("{}: no run store here (run something first)", paths.store_path()));
       RunStore store(paths.store_path());
       const std::string name = report_suite.empty() ? "all" : report_suite;
-      auto written = WriteSuiteReport(store, report_suite, paths.reports_dir(), name);
+      auto written = WriteSuiteReport(store, report_suite, paths.reports_dir(), name, DeclaredDefaults());
       const std::string printed = format == "md" ? written[0] : format == "tex" ? written[1] : written[2];
       std::ifstream in(printed);
       std::cout << in.rdbuf();
@@ -244,7 +270,7 @@ int TransferbenchMain(int argc, char** argv) {
   ls->add_option("-n,--limit", ls_limit, "at most this many runs (0: all)");
   ls->callback([&] {
     code = Guarded([&] {
-      ResultPaths paths{results};
+      ResultPaths paths = CheckedResults(results);
       if (!fs::exists(paths.store_path())) throw BadInput(fmt::format("{}: no run store here", paths.store_path()));
       RunStore store(paths.store_path());
       RunFilter f;
@@ -262,10 +288,9 @@ int TransferbenchMain(int argc, char** argv) {
   show->add_option("run", show_id, "run id or unique prefix")->required();
   show->callback([&] {
     code = Guarded([&] {
-      if (!fs::exists(ResultPaths{results}.store_path())) {
-        throw BadInput(fmt::format("{}: no run store here", ResultPaths{results}.store_path()));
-      }
-      RunStore store(ResultPaths{results}.store_path());
+      const ResultPaths paths = CheckedResults(results);
+      if (!fs::exists(paths.store_path())) throw BadInput(fmt::format("{}: no run store here", paths.store_path()));
+      RunStore store(paths.store_path());
       auto r = store.GetRun(show_id);
       if (!r) throw BadInput(fmt::format("run '{}': no such run in {}", show_id, store.path()));
       std::cout << fmt::format("run       {}\nstatus    {}{}\nmethod    {}\nsuite     {}\nscenario  {}\ndataset   {}\n"
@@ -288,7 +313,7 @@ int TransferbenchMain(int argc, char** argv) {
   reproduce->add_option("run", reproduce_id, "run id or unique prefix")->required();
   reproduce->callback([&] {
     code = Guarded([&] {
-      ResultPaths paths{results};
+      ResultPaths paths = CheckedResults(results);
       if (!fs::exists(paths.store_path())) throw BadInput(fmt::format("{}: no run store here", paths.store_path()));
       RunStore store(paths.store_path());
       auto r = store.GetRun(reproduce_id);
@@ -315,6 +340,27 @@ int TransferbenchMain(int argc, char** argv) {
           ++differences;
           std::cout << fmt::format("DIFF {:<28} {:.17g} -> {}\n", k, v,
                                    it == out.summary.end() ? std::string("missing") : fmt::format("{:.17g}", it->second));
+        }
+      }
+      // Where the two ran differently: a kernel, a thread count or a LibTorch changes float sums.
+      if (const auto again = store.GetRun(out.run_id)) {
+        std::vector<std::string> changed;
+        auto show = [](const nlohmann::json& env, const std::string& key) {
+          return env.contains(key) ? env.at(key).dump() : std::string("(not recorded)");
+        };
+        std::set<std::string> keys;
+        for (const auto& [k, v] : r->environment.items()) keys.insert(k);
+        for (const auto& [k, v] : again->environment.items()) keys.insert(k);
+        for (const auto& k : keys) {
+          if (show(r->environment, k) != show(again->environment, k)) {
+            changed.push_back(fmt::format("{} {} -> {}", k, show(r->environment, k), show(again->environment, k)));
+          }
+        }
+        if (r->git_commit != again->git_commit) changed.push_back(fmt::format("git {} -> {}", r->git_commit, again->git_commit));
+        for (const auto& c : changed) std::cout << "ENV  " << c << "\n";
+        if (differences > 0 && !changed.empty()) {
+          std::cout << "note: the environment differs (above); results are bit-for-bit identical only with the same "
+                       "BLAS kernel, threads, LibTorch and code (README, \"Reproducibility\")\n";
         }
       }
       std::cout << fmt::format("reproduce {} -> {}: {} differences\n", r->id.substr(0, 8), out.run_id.substr(0, 8), differences);
@@ -345,7 +391,7 @@ int TransferbenchMain(int argc, char** argv) {
       if (settings.api_key.empty()) {
         throw BadInput(fmt::format("no W&B API key: set WANDB_API_KEY or add a ~/.netrc entry for {}", settings.base_url));
       }
-      ResultPaths paths{results};
+      ResultPaths paths = CheckedResults(results);
       if (!fs::exists(paths.store_path())) throw BadInput(fmt::format("{}: no run store here", paths.store_path()));
       RunStore store(paths.store_path());
       std::vector<std::string> ids;

@@ -1,9 +1,11 @@
 #include "experiments/cli/environment.h"
 
+#include <dlfcn.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #include <array>
+#include <cmath>
 #include <cstdlib>
 #include <cstdio>
 #include <fstream>
@@ -51,6 +53,12 @@ std::string BlasKind(const std::string& path) {
 
 }  // namespace
 
+// OpenBLAS's own introspection, looked up at run time: libblas.so.3 may be another BLAS.
+template <class Fn>
+Fn OpenBlasSymbol(const char* name) {
+  return reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, name));
+}
+
 BlasInfo LoadedBlas() {
   std::ifstream maps("/proc/self/maps");
   std::string line;
@@ -66,7 +74,71 @@ BlasInfo LoadedBlas() {
       if (base.rfind("libblas.so", 0) == 0) break;  // the one LibTorch calls
     }
   }
+  if (auto corename = OpenBlasSymbol<char* (*)()>("openblas_get_corename")) info.core = corename();
+  if (auto config = OpenBlasSymbol<char* (*)()>("openblas_get_config")) info.config = config();
+  if (auto threads = OpenBlasSymbol<int (*)()>("openblas_get_num_threads")) info.threads = threads();
+  for (char** e = environ; *e; ++e) {
+    const std::string var = *e;
+    if (var.rfind("OPENBLAS_", 0) == 0 && var.find('=') != std::string::npos) {
+      info.variables[var.substr(0, var.find('='))] = var.substr(var.find('=') + 1);
+    }
+  }
   return info;
+}
+
+std::string BlasIdentity() {
+  const BlasInfo b = LoadedBlas();
+  std::string id = b.kind;
+  if (!b.config.empty()) id += " " + b.config;
+  if (!b.core.empty()) id += " " + b.core;
+  return id;
+}
+
+std::string BlasCheckFailure(const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>& product) {
+  // (rows, inner, columns): a batch through the first layer of the MLPs, a wide hidden layer,
+  // the 10-way head, and odd sizes that take the kernels' edge paths.
+  const int64_t shapes[][3] = {{64, 784, 256}, {128, 512, 10}, {37, 129, 65}, {1, 300, 7}};
+  torch::NoGradGuard no_grad;
+  for (const auto& [n, k, m] : shapes) {
+    // Fixed, sign-mixed values with no random generator (the run's seeding stays untouched).
+    auto a = torch::sin(torch::arange(n * k, torch::kFloat32).reshape({n, k}) * 0.618f + 0.3f);
+    auto b = torch::cos(torch::arange(m * k, torch::kFloat32).reshape({m, k}) * 1.414f).t();  // x · Wᵀ, as a linear layer
+    auto got = product(a, b).to(torch::kFloat64).contiguous();
+    auto ad = a.to(torch::kFloat64).contiguous(), bd = b.to(torch::kFloat64).contiguous();
+    const double* pa = ad.data_ptr<double>();
+    const double* pb = bd.data_ptr<double>();
+    const double* pg = got.data_ptr<double>();
+    if (got.size(0) != n || got.size(1) != m) return fmt::format("{}x{} · {}x{}: result has the wrong shape", n, k, k, m);
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t j = 0; j < m; ++j) {
+        double sum = 0, scale = 0;
+        for (int64_t l = 0; l < k; ++l) {
+          sum += pa[i * k + l] * pb[l * m + j];
+          scale += std::abs(pa[i * k + l] * pb[l * m + j]);
+        }
+        // Float rounding of k products grows like k · 2^-24 of their magnitudes; allow 8 times that.
+        const double tol = 8.0 * static_cast<double>(k) * 6e-8 * scale + 1e-6;
+        if (!(std::abs(pg[i * m + j] - sum) <= tol)) {
+          return fmt::format("{}x{} · {}x{}: element ({}, {}) is {:.9g}, expected {:.9g}", n, k, k, m, i, j,
+                             pg[i * m + j], sum);
+        }
+      }
+    }
+  }
+  return "";
+}
+
+void CheckBlasOnce() {
+  static const std::string failure = BlasCheckFailure([](const torch::Tensor& a, const torch::Tensor& b) {
+    return torch::mm(a, b);
+  });
+  if (failure.empty()) return;
+  const BlasInfo blas = LoadedBlas();
+  throw std::runtime_error(fmt::format(
+      "the BLAS computes wrong matrix products on this CPU ({}; {} kernel {}; {}): refusing to run. Fix: pick "
+      "another kernel, e.g. OPENBLAS_CORETYPE=Haswell (or Sandybridge, Prescott), or another BLAS with "
+      "update-alternatives --config libblas.so.3-x86_64-linux-gnu",
+      failure, blas.kind, blas.core.empty() ? "unknown" : blas.core, blas.path));
 }
 
 GitState SourceGitState() {
@@ -95,6 +167,10 @@ nlohmann::json CaptureEnvironment(const torch::Device& device) {
           {"os", fmt::format("{} {} {}", u.sysname, u.release, u.machine)},
           {"blas", blas.kind},
           {"blas_path", blas.path},
+          {"blas_core", blas.core},
+          {"blas_config", blas.config},
+          {"blas_threads", blas.threads},
+          {"blas_variables", blas.variables},
           {"device", device.str()},
           {"cuda_available", torch::cuda::is_available()},
           {"transferbench", "0.1.0"}};

@@ -63,6 +63,21 @@ void Validate(const RunConfig& c) {
   if (!(c.train.val_fraction >= 0 && c.train.val_fraction < 1)) {
     throw BadInput(fmt::format("train.val_fraction={}: expected a value in [0, 1)", c.train.val_fraction));
   }
+  if (!(c.calibrate_threshold >= 0 && c.calibrate_threshold <= 1)) {
+    throw BadInput(fmt::format("calibrate.threshold={}: expected a share of preservation in [0, 1]", c.calibrate_threshold));
+  }
+  if (!(c.calibrate_max_shift >= 0)) {
+    throw BadInput(fmt::format("calibrate.max_shift={}: expected >= 0", c.calibrate_max_shift));
+  }
+  if (c.calibrate == "control" && c.train.val_fraction == 0) {
+    throw BadInput("calibrate=control with train.val_fraction=0: calibration chooses its shift on A's validation data "
+                   "(expected train.val_fraction > 0)");
+  }
+}
+
+// The scenario is a set of classes: written in any order, it is the same run (and the same hash).
+void Canonicalise(RunConfig& c) {
+  for (auto* classes : {&c.classes_a, &c.classes_b, &c.transfer}) std::sort(classes->begin(), classes->end());
 }
 
 ZooRequest MakeZooRequest(const Dataset& ds, const RunConfig& c, const std::string& arch,
@@ -75,6 +90,8 @@ ZooRequest MakeZooRequest(const Dataset& ds, const RunConfig& c, const std::stri
   r.train = c.train;
   r.train_per_class = c.train_per_class;
   r.device = device;
+  r.threads = at::get_num_threads();
+  r.blas = BlasIdentity();
   return r;
 }
 
@@ -113,19 +130,18 @@ ModelPtr ApplyControl(const ModelPtr& source, const std::string& control, int64_
   return shuffled;
 }
 
-// calibrate=control: the largest shift of the transfer class's bias that keeps preservation on
-// A's validation data at or above the threshold, as task-negation papers pick their coefficient
+// calibrate=control: the largest shift of the transfer classes' biases (one shift for all of
+// them) that keeps preservation on A's validation data at or above the threshold, as task-negation papers pick their coefficient
 // under a control constraint. Applies to any method's A' (every model ends in a linear head).
 void Calibrate(Classifier& original, Classifier& modified, const ScenarioData& data, const RunConfig& c,
                MetricMap& diagnostics) {
   const Split& val = data.a_val;
   if (val.size() == 0) throw BadInput("calibrate=control needs validation data (train.val_fraction > 0)");
-  const int64_t t = c.transfer.front();
   const int64_t reference = Predict(original, val.images).eq(val.labels).sum().item<int64_t>();
-  const double shift = CalibrationShift(Logits(modified, val.images), val.labels, t, reference,
+  const double shift = CalibrationShift(Logits(modified, val.images), val.labels, c.transfer, reference,
                                         c.calibrate_threshold, c.calibrate_max_shift);
   torch::NoGradGuard no_grad;
-  modified.head->bias[t].add_(shift);
+  for (int64_t t : c.transfer) modified.head->bias[t].add_(shift);
   const int64_t kept = Predict(modified, val.images).eq(val.labels).sum().item<int64_t>();
   diagnostics["calibration/shift"] = shift;
   diagnostics["calibration/val_preservation"] =
@@ -172,6 +188,7 @@ std::string RunConfig::ScenarioName() const {
 PreparedRun PrepareRun(const RunRequest& request) {
   PreparedRun p;
   p.request = request;
+  if (!request.suite.empty()) CheckSuiteName(request.suite);
   p.method = Methods().Find(request.method).make();
   Options all = BindAll(p.config, *p.method);
   for (const auto& [key, value] : request.settings) {
@@ -192,6 +209,12 @@ PreparedRun PrepareRun(const RunRequest& request) {
     }
   }
   Validate(p.config);
+  Canonicalise(p.config);
+  if (p.config.transfer.size() > 1 && !p.method->SeveralTransferClasses()) {
+    throw BadInput(fmt::format("transfer={}: {} moves one transfer class at a time (expected a single class; "
+                               "run one run per class)",
+                               fmt::join(p.config.transfer, ","), request.method));
+  }
   WandbSettings::Resolve(p.wandb);  // a bad wandb.* value or WANDB_MODE is bad input too
   {
     MethodCheck check;
@@ -221,24 +244,40 @@ PreparedRun PrepareRun(const RunRequest& request) {
   return p;
 }
 
+DeclaredOptions DeclaredDefaults() {
+  DeclaredOptions d;
+  RunConfig config;
+  Options run_options;
+  config.Bind(run_options);
+  d.run = run_options.ToJson();
+  for (const auto& name : Methods().Names()) d.method[name] = Methods().Find(name).make()->options().ToJson();
+  return d;
+}
+
 std::string RunHelp(const std::string& method) {
   const MethodInfo& info = Methods().Find(method);
   auto m = info.make();
   RunConfig config;
   Options run_options;
   config.Bind(run_options);
-  return fmt::format("{} — {}\nreference: {}\n\nmethod options:\n{}\nrun options:\n{}", info.name, info.display_name,
-                     info.reference, m->options().Help(), run_options.Help());
+  return fmt::format("{} — {}\nreference: {}\ntransfer classes: {}\n\nmethod options:\n{}\nrun options:\n{}", info.name,
+                     info.display_name, info.reference,
+                     m->SeveralTransferClasses() ? "any number (each sample toward its own class)" : "one per run",
+                     m->options().Help(), run_options.Help());
 }
 
 RunOutcome ExecuteRun(PreparedRun& run, const ResultPaths& paths, const ExecuteOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   RunOutcome out;
-  std::filesystem::create_directories(paths.results_dir);
+  std::error_code ec;
+  std::filesystem::create_directories(paths.results_dir, ec);
+  if (ec) throw BadInput(fmt::format("--results {}: cannot create the directory ({})", paths.results_dir, ec.message()));
   RunStore store(paths.store_path());
   if (options.skip_finished) {
     if (auto id = store.FinishedRunWithHash(run.config_hash)) {
+      // Finished by another process since the suite started: it is this suite's too.
+      if (!run.request.suite.empty()) store.TagSuiteMembers({*id}, run.request.suite);
       out.run_id = *id;
       out.status = RunStatus::kFinished;
       out.exit_code = 0;
@@ -250,6 +289,7 @@ RunOutcome ExecuteRun(PreparedRun& run, const ResultPaths& paths, const ExecuteO
   const RunConfig& c = run.config;
   ConfigureTorch(c.threads);
   WarnIfReferenceBlas();
+  CheckBlasOnce();  // a BLAS that multiplies wrongly must not measure anything
   const torch::Device device = ResolveDevice(c.device);
 
   NewRun record;

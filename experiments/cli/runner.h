@@ -17,6 +17,7 @@
 
 #include "experiments/methods/method.h"
 #include "experiments/train/trainer.h"
+#include "reporting/report.h"
 #include "store/run_store.h"
 
 namespace tb {
@@ -89,6 +90,10 @@ struct RunOutcome {
 
 // Resolves and validates every option (loads the dataset to hash it). Nothing is stored.
 PreparedRun PrepareRun(const RunRequest& request);
+
+// Every option's declared value: the run-level options and each registered method's own, for
+// the report (which row is the method as declared).
+DeclaredOptions DeclaredDefaults();
 
 // The full option set of a method plus the run-level options, for --help.
 std::string RunHelp(const std::string& method);

@@ -65,6 +65,11 @@ Suite LoadSuite(const std::string& path, const std::string& name_override) {
   Suite s;
   s.path = path;
   s.name = name_override.empty() ? doc["name"].get<std::string>() : name_override;
+  try {
+    CheckSuiteName(s.name);
+  } catch (const BadInput& e) {
+    throw BadInput(fmt::format("{}: {}", path, e.what()));
+  }
   std::vector<std::pair<std::string, nlohmann::json>> common;
   if (doc.contains("set")) {
     if (!doc["set"].is_object()) throw BadInput(fmt::format("{}: \"set\" must be an object", path));
@@ -139,7 +144,7 @@ SuiteResult RunSuite(const Suite& suite, const ResultPaths& paths,
   }
   progress.Finish();
   RunStore store(paths.store_path());
-  result.report_paths = WriteSuiteReport(store, suite.name, paths.reports_dir(), suite.name);
+  result.report_paths = WriteSuiteReport(store, suite.name, paths.reports_dir(), suite.name, DeclaredDefaults());
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return result;
 }

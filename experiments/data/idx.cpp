@@ -8,6 +8,7 @@
 #include <memory>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "store/errors.h"
 
@@ -64,7 +65,12 @@ IdxArray ReadIdx(const std::string& path) {
     const int64_t dim = (int64_t{p[0]} << 24) | (int64_t{p[1]} << 16) | (int64_t{p[2]} << 8) | p[3];
     if (dim <= 0) throw BadInput(fmt::format("{}: dimension {} is {} (expected > 0)", path, d, dim));
     out.dims.push_back(dim);
-    count *= static_cast<size_t>(dim);
+  }
+  bool overflow = false;  // four dimensions of 65536 would wrap to 0 and pass the size check
+  for (int64_t dim : out.dims) overflow = overflow || __builtin_mul_overflow(count, static_cast<size_t>(dim), &count);
+  if (overflow) {
+    throw BadInput(fmt::format("{}: the header's dimensions {} need more than 2^64 data bytes (the file has {})", path,
+                               fmt::join(out.dims, " x "), bytes.size() - header));
   }
   if (bytes.size() != header + count) {
     throw BadInput(fmt::format("{}: {} data bytes, but the header's dimensions need {} ({})", path,

@@ -50,7 +50,12 @@ std::string EnsureMnistIdx(const std::string& root) {
       IdxArray& x = test ? test_x : train_x;
       IdxArray& y = test ? test_y : train_y;
       for (size_t p = 0; p < 784; ++p) {
-        const double v = data[i * 784 + p].get<double>();
+        const auto& value = data[i * 784 + p];
+        if (!value.is_number()) {
+          throw BadInput(fmt::format("{}: image {} pixel {} is {} (expected a grey level in [0, 1])", path, i, p,
+                                     value.dump()));
+        }
+        const double v = value.get<double>();
         if (!(v >= 0.0 && v <= 1.0)) {
           throw BadInput(fmt::format("{}: image {} pixel {} is {} (expected a grey level in [0, 1])", path, i, p, v));
         }

@@ -19,6 +19,7 @@ struct DirectCopyOptions {
 
 class DirectCopy : public MethodWithOptions<DirectCopyOptions> {
  public:
+  bool SeveralTransferClasses() const override { return true; }
   void Check(const MethodCheck& check) const override { RequireEqualWidths("direct_copy", check); }
   MethodResult Run(MethodContext& ctx) override {
     auto& a = *ctx.target;

@@ -25,6 +25,7 @@ struct FinetuneOptions {
 
 class Finetune : public MethodWithOptions<FinetuneOptions> {
  public:
+  bool SeveralTransferClasses() const override { return true; }
   void Check(const MethodCheck&) const override {
     RequireAtLeast("steps", static_cast<double>(opts().steps), 0);
     RequireAtLeast("batch_size", static_cast<double>(opts().batch_size), 1);

@@ -1,7 +1,8 @@
 // label_probe: the reference every transfer method must beat, with no source at all. A stays
 // frozen; only its transfer-class row and bias are trained (logistic regression on A's
 // penultimate features, through the full 10-way softmax with the other rows fixed), on the
-// same class-4 and S_A training samples the surgery methods see. Transfer that does not exceed
+// same class-4 and S_A training samples the surgery methods see. With several transfer classes
+// each has its own trained row and each sample is pulled toward its own class. Transfer that does not exceed
 // it did not come from B. Options: steps (200), lr (0.01), batch_size (64, half class-4, half
 // S_A samples).
 #include <fmt/format.h>
@@ -27,6 +28,7 @@ struct LabelProbeOptions {
 
 class LabelProbe : public MethodWithOptions<LabelProbeOptions> {
  public:
+  bool SeveralTransferClasses() const override { return true; }
   void Check(const MethodCheck&) const override {
     RequireAtLeast("steps", static_cast<double>(opts().steps), 0);
     RequireAtLeast("batch_size", static_cast<double>(opts().batch_size), 2);
@@ -35,23 +37,34 @@ class LabelProbe : public MethodWithOptions<LabelProbeOptions> {
   MethodResult Run(MethodContext& ctx) override {
     const auto& o = opts();
     const auto& d = ctx.data;
-    const int64_t t = d.classes.transfer.front();
-    if (d.transfer_train.size() == 0) throw BadInput("label_probe: no training samples of the transfer class");
+    const auto& classes = d.classes.transfer;
+    if (d.transfer_train.size() == 0) throw BadInput("label_probe: no training samples of the transfer classes");
     auto& a = *ctx.target;
     auto ft = FeaturesOf(a, d.transfer_train.images, ctx.device);
+    auto yt = d.transfer_train.labels.to(ctx.device);  // each sample toward its own class
     auto fp = FeaturesOf(a, d.a_train.images, ctx.device);
     auto yp = d.a_train.labels.to(ctx.device);
-    auto row = a.head->weight[t].detach().clone().set_requires_grad(true);
-    auto bias = a.head->bias[t].detach().clone().set_requires_grad(true);
+    std::vector<torch::Tensor> rows, biases, masks;
     auto frozen_w = a.head->weight.detach();
     auto frozen_b = a.head->bias.detach();
-    torch::optim::Adam opt({row, bias}, torch::optim::AdamOptions(o.lr));
+    auto mask_all = torch::zeros({frozen_w.size(0)}, frozen_w.options());
+    for (int64_t t : classes) {
+      rows.push_back(a.head->weight[t].detach().clone().set_requires_grad(true));
+      biases.push_back(a.head->bias[t].detach().clone().set_requires_grad(true));
+      masks.push_back(torch::zeros({frozen_w.size(0)}, frozen_w.options()));
+      masks.back()[t] = 1;
+      mask_all[t] = 1;
+    }
+    std::vector<torch::Tensor> params;
+    for (size_t j = 0; j < rows.size(); ++j) params.insert(params.end(), {rows[j], biases[j]});
+    torch::optim::Adam opt(params, torch::optim::AdamOptions(o.lr));
     const int64_t half = std::max<int64_t>(1, o.batch_size / 2);
+    // The full 10-way logits with the transfer rows trainable and every other row frozen.
     auto logits = [&](const torch::Tensor& f) {
       auto l = f.mm(frozen_w.t()) + frozen_b;
-      auto mask = torch::zeros({l.size(1)}, l.options());
-      mask[t] = 1;
-      return l * (1 - mask) + (f.mv(row) + bias).unsqueeze(1) * mask;
+      auto out = l * (1 - mask_all);
+      for (size_t j = 0; j < rows.size(); ++j) out = out + (f.mv(rows[j]) + biases[j]).unsqueeze(1) * masks[j];
+      return out;
     };
     double loss_value = 0;
     for (int64_t step = 0; step < o.steps; ++step) {
@@ -60,7 +73,7 @@ class LabelProbe : public MethodWithOptions<LabelProbeOptions> {
       auto ip = torch::tensor(PortablePermutation(fp.size(0), ctx.seed * 7741ULL + step), torch::kInt64)
                     .slice(0, 0, std::min(half, fp.size(0))).to(ctx.device);
       auto f = torch::cat({ft.index_select(0, it), fp.index_select(0, ip)});
-      auto y = torch::cat({torch::full({it.size(0)}, t, yp.options()), yp.index_select(0, ip)});
+      auto y = torch::cat({yt.index_select(0, it), yp.index_select(0, ip)});
       opt.zero_grad();
       auto loss = torch::nn::functional::cross_entropy(logits(f), y);
       loss.backward();
@@ -69,8 +82,10 @@ class LabelProbe : public MethodWithOptions<LabelProbeOptions> {
       ctx.log.Scalar("label_probe/loss", loss_value, step + 1);
     }
     torch::NoGradGuard no_grad;
-    a.head->weight[t].copy_(row);
-    a.head->bias[t].copy_(bias);
+    for (size_t j = 0; j < classes.size(); ++j) {
+      a.head->weight[classes[j]].copy_(rows[j]);
+      a.head->bias[classes[j]].copy_(biases[j]);
+    }
     return {ctx.target, {{"final_loss", loss_value}}};
   }
 };

@@ -21,6 +21,7 @@ struct LinearStitchOptions {
 
 class LinearStitch : public MethodWithOptions<LinearStitchOptions> {
  public:
+  bool SeveralTransferClasses() const override { return true; }
   void Check(const MethodCheck&) const override { RequireAtLeast("ridge", opts().ridge, 0); }
   MethodResult Run(MethodContext& ctx) override {
     MetricMap diag;

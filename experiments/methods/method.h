@@ -68,6 +68,10 @@ class Method {
   virtual ~Method() = default;
   virtual Options& options() = 0;
   virtual void Check(const MethodCheck& check) const {}
+  // Whether the method moves several transfer classes at once, each sample toward its own
+  // class. Those that build one class's circuit or concept declare false, and the runner
+  // refuses `transfer` with more than one class for them before anything is trained.
+  virtual bool SeveralTransferClasses() const { return false; }
   virtual MethodResult Run(MethodContext& ctx) = 0;
 };
 

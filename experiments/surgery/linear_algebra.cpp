@@ -53,16 +53,16 @@ std::pair<torch::Tensor, torch::Tensor> StitchHeadRow(const Stitch& stitch, cons
   return {new_row, new_bias};
 }
 
-double CalibrationShift(const torch::Tensor& logits, const torch::Tensor& labels, int64_t cls,
+double CalibrationShift(const torch::Tensor& logits, const torch::Tensor& labels, const std::vector<int64_t>& classes,
                         int64_t reference_correct, double threshold, double max_shift) {
   auto l = logits.to(torch::kFloat64).to(torch::kCPU);
   auto y = labels.to(torch::kCPU);
   auto others = l.clone();
-  others.select(1, cls).fill_(-std::numeric_limits<double>::infinity());
+  for (int64_t cls : classes) others.select(1, cls).fill_(-std::numeric_limits<double>::infinity());
   auto [best_other, best_idx] = others.max(1);
-  auto own = l.select(1, cls);
-  // Correct now (excluding class cls, which S_A samples never are): the prediction is the
-  // label and class cls has not overtaken it yet. Each is lost once δ >= best_other - own.
+  auto own = std::get<0>(l.index_select(1, torch::tensor(classes, torch::kInt64)).max(1));
+  // Correct now (excluding the transfer classes, which S_A samples never are): the prediction is
+  // the label and no transfer class has overtaken it yet. Each is lost once δ >= best_other - own.
   auto correct = best_idx.eq(y).logical_and(own.lt(best_other));
   std::vector<double> crossings;
   auto c = correct.accessor<bool, 1>();
@@ -76,9 +76,9 @@ double CalibrationShift(const torch::Tensor& logits, const torch::Tensor& labels
   const auto have = static_cast<double>(crossings.size());
   if (have < needed) {
     // Already below the threshold: the shift that restores it is negative; samples wrongly
-    // taken by class cls come back as δ falls below -(own - best_other).
+    // taken by a transfer class come back as δ falls below -(own - best_other).
     std::vector<double> back;
-    auto taken = l.argmax(1).eq(cls).logical_and(best_idx.eq(y));
+    auto taken = own.ge(best_other).logical_and(best_idx.eq(y));
     auto t = taken.accessor<bool, 1>();
     for (int64_t i = 0; i < l.size(0); ++i) {
       if (t[i]) back.push_back(g[i]);  // g < 0 here

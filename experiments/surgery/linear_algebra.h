@@ -40,11 +40,12 @@ Stitch FitStitch(const torch::Tensor& from, const torch::Tensor& to, double ridg
 std::pair<torch::Tensor, torch::Tensor> StitchHeadRow(const Stitch& stitch, const torch::Tensor& row,
                                                       const torch::Tensor& bias);
 
-// The largest shift δ of class `cls`'s logit such that the samples of `logits` (the target's S_A
-// validation data, [n, C]) keep at least `threshold` of the accuracy they had at δ = 0 relative
-// to `reference_correct` (how many the original target got right). Exact: the accuracy only
-// changes where class `cls` overtakes a sample's best other logit. Capped at `max_shift`.
-double CalibrationShift(const torch::Tensor& logits, const torch::Tensor& labels, int64_t cls,
+// The largest shift δ of the transfer classes' logits (all shifted alike) such that the samples
+// of `logits` (the target's S_A validation data, [n, C]; no label among `classes`) keep at least
+// `threshold` of the accuracy they had at δ = 0 relative to `reference_correct` (how many the
+// original target got right). Exact: the accuracy only changes where the best transfer-class
+// logit overtakes a sample's best other logit. Capped at ±`max_shift`.
+double CalibrationShift(const torch::Tensor& logits, const torch::Tensor& labels, const std::vector<int64_t>& classes,
                         int64_t reference_correct, double threshold, double max_shift);
 
 }  // namespace tb

@@ -24,7 +24,9 @@ nlohmann::json ZooRequest::Spec() const {
           {"train", train.ToJson()},
           {"train_per_class", train_per_class},
           {"trainer_version", kTrainerVersion},
-          {"device", device.is_cuda() ? "cuda" : "cpu"}};  // GPU kernels give other weights
+          {"device", device.is_cuda() ? "cuda" : "cpu"},  // GPU kernels give other weights
+          {"threads", threads},
+          {"blas", blas}};
 }
 
 std::string ZooRequest::Hash() const { return JsonHash(Spec()); }

@@ -29,6 +29,8 @@ struct ZooRequest {
   TrainOptions train;
   int64_t train_per_class = 0;  // 0: every training sample of the classes
   torch::Device device = torch::kCPU;
+  int64_t threads = 1;  // intra-op threads: the order of float sums, so the weights, follow them
+  std::string blas;     // the BLAS library and kernel (e.g. "openblas 0.3.21 Haswell"), likewise
 
   // Everything that determines the weights, the trainer's version included.
   nlohmann::json Spec() const;

@@ -54,7 +54,21 @@ TEST(CliTest, BadInputIsOneLineAndExitCode2) {
        "error: /nonexistent: no train-images-idx3-ubyte or train-images-idx3-ubyte.gz (expected an IDX dataset directory)\n"},
       {Tb(dir.path(), "ls"), "error: " + dir.path() + "/runs.db: no run store here\n"},
       {Tb(dir.path(), "suite /nonexistent.json"), "error: /nonexistent.json: cannot open suite file\n"},
+      // Review 19.4, 19.6, 19.7, 19.8: found only after training, or never.
+      {Tb(dir.path(), "run direct_copy --set calibrate.threshold=nan"), "error: calibrate.threshold=nan: expected a finite number\n"},
+      {Tb(dir.path(), "run direct_copy --set train.lr=inf"), "error: train.lr=inf: expected a finite number\n"},
+      {Tb(dir.path(), "run direct_copy --set calibrate=control --set train.val_fraction=0"),
+       "error: calibrate=control with train.val_fraction=0: calibration chooses its shift on A's validation data"},
+      {Tb(dir.path(), "run direct_copy --suite team/smoke"), "error: suite name 'team/smoke': expected letters, digits"},
+      {Tb(dir.path(), "report --suite ../../escaped"), "error: suite name '../../escaped': expected letters, digits"},
+      {Tb(dir / "not-a-dir/results", "run direct_copy"),
+       "error: --results " + dir / "not-a-dir/results" + ": " + dir / "not-a-dir" + " is not a directory"},
+      {Tb(dir / "not-a-dir/results", "ls"),
+       "error: --results " + dir / "not-a-dir/results" + ": " + dir / "not-a-dir" + " is not a directory"},
+      {Tb(dir.path(), "suite " + dir / "slash.json"), "error: " + dir / "slash.json" + ": suite name 'team/smoke'"},
   };
+  testing::WriteFile(dir / "not-a-dir", "a regular file");
+  testing::WriteFile(dir / "slash.json", R"({"name": "team/smoke", "matrix": [{"method": "direct_copy"}]})");
   for (const auto& c : cases) {
     auto r = RunCommand(c.command);
     EXPECT_EQ(r.exit_code, 2) << c.command << "\n" << r.out;
@@ -63,6 +77,9 @@ TEST(CliTest, BadInputIsOneLineAndExitCode2) {
   }
   auto unknown_flag = RunCommand(Tb(dir.path(), "run direct_copy --frobnicate"));
   EXPECT_EQ(unknown_flag.exit_code, 2);
+  // Nothing was written anywhere: no store, and no report outside the results directory.
+  EXPECT_FALSE(std::filesystem::exists(dir / "runs.db"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "../escaped.md"));
 }
 
 // The quick nightly suite end to end: database, reports, resume, show, reproduce; and bad
@@ -104,6 +121,15 @@ TEST(CliTest, QuickNightlyEndToEnd) {
   auto reproduce = RunCommand(Tb(dir.path(), "reproduce " + id));
   EXPECT_EQ(reproduce.exit_code, 0) << reproduce.out;
   EXPECT_NE(reproduce.out.find(": 0 differences"), std::string::npos) << reproduce.out;
+  EXPECT_EQ(reproduce.out.find("ENV "), std::string::npos) << reproduce.out;  // same machine, same environment
+  // Review 19.11: another OpenBLAS kernel is named, in the environment and in reproduce.
+  const std::string core = d.execAndGet("SELECT json_extract(environment, '$.blas_core') FROM runs LIMIT 1").getString();
+  if (!core.empty()) {
+    const std::string other = core == "Sandybridge" ? "Haswell" : "Sandybridge";
+    auto kernel = RunCommand("OPENBLAS_CORETYPE=" + other + " " + Tb(dir.path(), "reproduce " + id));
+    EXPECT_NE(kernel.out.find("ENV  blas_core \"" + core + "\" -> \"" + other + "\""), std::string::npos) << kernel.out;
+    EXPECT_NE(kernel.out.find("ENV  blas_variables"), std::string::npos) << kernel.out;
+  }
 
   // Bad input now: exit 2, and nothing stored changes.
   const int64_t runs_before = CountRows(db, "SELECT COUNT(*) FROM runs");

@@ -1,5 +1,7 @@
 #include <zlib.h>
 
+#include <filesystem>
+
 #include <gtest/gtest.h>
 
 #include "experiments/data/dataset.h"
@@ -57,6 +59,10 @@ TEST(IdxTest, MalformedFilesGiveOneClearError) {
   EXPECT_EQ(ErrorOf(dir / "trailing"), dir / "trailing" + ": 2 data bytes, but the header's dimensions need 1 (trailing bytes)");
   EXPECT_EQ(ErrorOf(dir / "tiny"), dir / "tiny" + ": 2 bytes is too short for an IDX header (need at least 4)");
   EXPECT_EQ(ErrorOf(dir / "missing"), dir / "missing" + ": cannot open IDX file");
+  // Review 19.10: 65536^4 wrapped to 0, so a header alone passed for an empty array.
+  testing::WriteFile(dir / "wrap", Bytes({0, 0, 8, 4, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0}));
+  EXPECT_EQ(ErrorOf(dir / "wrap"),
+            dir / "wrap" + ": the header's dimensions 65536 x 65536 x 65536 x 65536 need more than 2^64 data bytes (the file has 0)");
 }
 
 // The npm package's 10,000 digits, split every fifth image per class into test.
@@ -77,6 +83,22 @@ TEST(MnistTest, ConversionCountsPerClassAndKnownPixelSums) {
   EXPECT_EQ(ds.train.labels[3322].item<int64_t>(), 4);
   EXPECT_EQ(ds.train.images[3322].to(torch::kFloat64).mul(255).round().sum().item<double>(), 19443.0);
   EXPECT_EQ(ds.sha256.size(), 64u);
+}
+
+// Review 19.10: a pixel that is not a number was a JSON type error (exit 1), not bad input.
+TEST(MnistTest, NonNumberPixelIsBadInput) {
+  testing::TempDir dir;
+  const std::string json_dir = MnistJsonDir(dir.path());
+  std::filesystem::create_directories(json_dir);
+  std::string pixels = "\"grey\"";
+  for (int i = 1; i < 784; ++i) pixels += ",0.5";
+  testing::WriteFile(json_dir + "/0.json", "{\"data\": [" + pixels + "]}");
+  try {
+    EnsureMnistIdx(dir.path());
+    FAIL();
+  } catch (const BadInput& e) {
+    EXPECT_EQ(std::string(e.what()), json_dir + "/0.json: image 0 pixel 0 is \"grey\" (expected a grey level in [0, 1])");
+  }
 }
 
 TEST(MnistTest, MissingJsonNamesTheFileAndTheFix) {

@@ -53,13 +53,26 @@ TEST(SurgeryMathTest, CalibrationShiftIsTheLargestThatKeepsTheThreshold) {
   auto logits = torch::tensor({{5.0, 0.0, 4.0}, {0.0, 5.0, 3.0}, {5.0, 0.0, 2.0}, {0.0, 5.0, 1.0}});
   auto labels = torch::tensor(std::vector<int64_t>{0, 1, 0, 1});
   // Keep 75% of 4 correct: one sample may flip; the second flips at a shift of 2.
-  EXPECT_NEAR(CalibrationShift(logits, labels, 2, 4, 0.75, 100), 2.0, 1e-5);
-  EXPECT_NEAR(CalibrationShift(logits, labels, 2, 4, 1.0, 100), 1.0, 1e-5);
-  EXPECT_NEAR(CalibrationShift(logits, labels, 2, 4, 0.0, 100), 100.0, 1e-5);
+  EXPECT_NEAR(CalibrationShift(logits, labels, {2}, 4, 0.75, 100), 2.0, 1e-5);
+  EXPECT_NEAR(CalibrationShift(logits, labels, {2}, 4, 1.0, 100), 1.0, 1e-5);
+  EXPECT_NEAR(CalibrationShift(logits, labels, {2}, 4, 0.0, 100), 100.0, 1e-5);
   // Already below: the shift is negative, enough to win back what is needed.
   auto taken = torch::tensor({{5.0, 0.0, 6.0}, {0.0, 5.0, 3.0}});
   auto taken_labels = torch::tensor(std::vector<int64_t>{0, 1});
-  EXPECT_NEAR(CalibrationShift(taken, taken_labels, 2, 2, 1.0, 100), -1.0, 1e-5);
+  EXPECT_NEAR(CalibrationShift(taken, taken_labels, {2}, 2, 1.0, 100), -1.0, 1e-5);
+}
+
+// Review 19.3: calibration acted on the first transfer class only. With classes 2 and 3 shifted
+// alike, each sample is lost where its best transfer logit overtakes its label's.
+TEST(SurgeryMathTest, CalibrationShiftCoversEveryTransferClass) {
+  // Margins of the best transfer logit: 1 (class 3), 2 (class 2), 3 (class 3), 4 (class 2).
+  auto logits = torch::tensor({{5.0, 0.0, 0.0, 4.0}, {0.0, 5.0, 3.0, 1.0}, {5.0, 0.0, 1.0, 2.0}, {0.0, 5.0, 1.0, 0.0}});
+  auto labels = torch::tensor(std::vector<int64_t>{0, 1, 0, 1});
+  EXPECT_NEAR(CalibrationShift(logits, labels, {2, 3}, 4, 0.75, 100), 2.0, 1e-5);
+  EXPECT_NEAR(CalibrationShift(logits, labels, {3, 2}, 4, 0.75, 100), 2.0, 1e-5);
+  EXPECT_NEAR(CalibrationShift(logits, labels, {2, 3}, 4, 0.5, 100), 3.0, 1e-5);
+  // Class 3 alone: margins 1, 4, 3, 5, so keeping 3 of 4 allows a shift just under 3.
+  EXPECT_NEAR(CalibrationShift(logits, labels, {3}, 4, 0.75, 100), 3.0, 1e-5);
 }
 
 TEST(SurgeryMathTest, SaeReconstructionLossFalls) {

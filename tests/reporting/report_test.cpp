@@ -1,6 +1,8 @@
 #include "reporting/report.h"
 
 #include <cmath>
+#include <filesystem>
+#include <map>
 
 #include <gtest/gtest.h>
 
@@ -108,11 +110,80 @@ TEST(ReportTest, RowsSayWhatOptionOutsideTheColumnsSetsThemApart) {
 TEST(ReportTest, TwinConfigsThatDifferOnlyInTheirMinorityGetNamedByTheDifference) {
   RunStore store(":memory:");
   AddVariantRun(store, "wide", 0, "keep", "source", 0.6);
-  AddVariantRun(store, "wide", 0, "keep", "random", 0.2);  // a tie: both rows are named
+  AddVariantRun(store, "wide", 0, "keep", "random", 0.2);  // a tie: with no declared value, both rows are named
   Table t = BuildTable(store, NightlyTableSpec("nightly"));
   ASSERT_EQ(t.rows.size(), 2u);
-  EXPECT_NE(t.rows[0].variant, t.rows[1].variant);
-  EXPECT_FALSE(t.rows[0].variant.empty() && t.rows[1].variant.empty());
+  EXPECT_EQ(t.rows[0].variant, "concept_source=random");
+  EXPECT_EQ(t.rows[1].variant, "concept_source=source");
+}
+
+// Review 19.2: on a tie the alphabet chose the unnamed row, so the random-concept control passed
+// for the method and the method as declared was labelled a variant.
+TEST(ReportTest, OnATieTheDeclaredValueIsTheUnnamedRow) {
+  RunStore store(":memory:");
+  AddVariantRun(store, "wide", 0, "keep", "source", 0.6);
+  AddVariantRun(store, "wide", 0, "keep", "random", 0.2);
+  for (bool bias : {true, false}) {
+    NewRun r;
+    r.suite = "nightly";
+    r.method = "direct_copy";
+    r.config = {{"dataset", "mnist"}, {"method", "direct_copy"}, {"arch_a", "wide"}, {"arch_b", "wide"},
+                {"seed", 0}, {"source", "trained"}, {"bias", bias}};
+    const auto id = store.CreateRun(r);
+    store.SetSummary(id, {{"transfer_rate", bias ? 0.0 : 0.01}});
+    store.FinishRun(id, RunStatus::kFinished, 0, "");
+  }
+  DeclaredOptions declared;
+  declared.method["direct_copy"] = {{"bias", true}};
+  declared.method["vector_space_alignment"] = {{"concept_source", "source"}, {"head", "keep"}};
+  Table t = BuildTable(store, NightlyTableSpec("nightly", declared));
+  ASSERT_EQ(t.rows.size(), 4u);
+  std::map<std::string, double> by_label;
+  for (const auto& row : t.rows) by_label[row.keys[2] + (row.variant.empty() ? "" : " (" + row.variant + ")")] = row.cells[0].mean;
+  EXPECT_EQ(by_label, (std::map<std::string, double>{{"direct_copy", 0.0},
+                                                     {"direct_copy (bias=false)", 0.01},
+                                                     {"vector_space_alignment", 0.6},
+                                                     {"vector_space_alignment (concept_source=random)", 0.2}}));
+  // A tie the declared value is not part of still names every row.
+  declared.method["direct_copy"] = {{"bias", "neither"}};
+  Table other = BuildTable(store, NightlyTableSpec("nightly", declared));
+  EXPECT_EQ(other.rows[0].variant, "bias=false");
+  EXPECT_EQ(other.rows[1].variant, "bias=true");
+}
+
+// Review 19.9: LaTeX left { } ~ ^ \ raw, CSV did not quote \r, Markdown did not escape |.
+TEST(ReportTest, EveryOutputEscapesEverySpecialCharacter) {
+  const std::string nasty = "a^b~c{d}\\e_f%g&h#i$j|k\rl,m\"n";
+  Table t;
+  t.spec = NightlyTableSpec("nightly");
+  t.spec.title = "suite " + nasty;
+  TableRow row;
+  row.keys = {"mnist", "wide → wide", "direct_copy", "–", "trained", "none", "5"};
+  row.variant = "data.dir=" + nasty;
+  row.cells = std::vector<Cell>(t.spec.metrics.size(), Cell{0.5, 0.0, 1});
+  row.runs = 1;
+  t.rows = {row};
+  t.runs = 1;
+  const std::string md = RenderMarkdown(t);
+  EXPECT_NE(md.find("| direct_copy (data.dir=a^b~c{d}\\e_f%g&h#i$j\\|k l,m\"n) |"), std::string::npos) << md;
+  EXPECT_EQ(md.find('\r'), std::string::npos);
+  const std::string csv = RenderCsv(t);
+  EXPECT_NE(csv.find(",\"data.dir=a^b~c{d}\\e_f%g&h#i$j|k\rl,m\"\"n\","), std::string::npos) << csv;
+  const std::string tex = RenderLatex(t);
+  const std::string escaped =
+      "a\\textasciicircum{}b\\textasciitilde{}c\\{d\\}\\textbackslash{}e\\_f\\%g\\&h\\#i\\$j|k l,m\"n";
+  EXPECT_NE(tex.find("\\caption{suite " + escaped + "}"), std::string::npos) << tex;
+  EXPECT_NE(tex.find("direct\\_copy (data.dir=" + escaped + ")"), std::string::npos) << tex;
+  // And it compiles.
+  if (testing::RunCommand("command -v pdflatex").exit_code != 0) {
+    GTEST_SKIP() << "pdflatex not found (scripts/setup installs texlive-latex-base and texlive-latex-recommended)";
+  }
+  testing::TempDir dir;
+  testing::WriteFile(dir / "t.tex", "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n" + tex +
+                                    "\\end{document}\n");
+  auto r = testing::RunCommand("cd " + dir.path() + " && pdflatex -interaction=nonstopmode -halt-on-error t.tex");
+  EXPECT_EQ(r.exit_code, 0) << r.out.substr(r.out.size() > 3000 ? r.out.size() - 3000 : 0);
+  EXPECT_TRUE(std::filesystem::exists(dir / "t.pdf"));
 }
 
 TEST(ReportTest, ACellThatFewerRunsLoggedGivesItsOwnN) {

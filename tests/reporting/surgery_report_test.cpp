@@ -18,7 +18,12 @@ void AddRun(RunStore& store, const std::string& method, const std::string& pair,
               {"arch_a", pair.substr(colon + 1)}, {"seed", seed}, {"source", source}, {"calibrate", "none"},
               {"train.epochs", epochs}};
   if (!head.empty()) r.config["head"] = head;
-  if (!concept_source.empty()) r.config["concept_source"] = concept_source;
+  // As a stored config has it: every option of the method, its own control's at the default.
+  if (method == "vector_space_alignment" || method == "cross_arch_alignment") {
+    r.config["concept_source"] = concept_source.empty() ? "source" : concept_source;
+  } else if (!concept_source.empty()) {
+    r.config["concept_source"] = concept_source;
+  }
   const auto id = store.CreateRun(r);
   store.SetSummary(id, {{"transfer_rate", transfer}, {"preservation", preservation}});
   store.FinishRun(id, RunStatus::kFinished, 0, "");
@@ -96,6 +101,43 @@ TEST(SurgeryReportTest, AgreementIsJudgedOnTheMeanNotOnTheSpread) {
   // 49.6 is 31.2 points away; 2 std (60) would call it reproduced, 2 standard errors (26.8) do not.
   EXPECT_EQ(Find(t, "Vector-space alignment (all").verdict, "not reproduced");
   EXPECT_EQ(Find(t, "Vector-space alignment, wide").verdict, "not reproduced");
+}
+
+// Review 19.1: the claims pooled runs the main table keeps apart (two configs that differ in
+// data.train_per_class, averaged as if they were two seeds).
+TEST(SurgeryReportTest, ClaimsStandOnOneConfigGroupAndSayWhichWhenSeveralQualify) {
+  RunStore store(":memory:");
+  auto add = [&](const std::string& method, int64_t per_class, double transfer, double preservation) {
+    NewRun r;
+    r.suite = "nightly";
+    r.method = method;
+    r.dataset = "mnist";
+    r.config = {{"dataset", "mnist"}, {"method", method}, {"arch_b", "wide"}, {"arch_a", "wide"}, {"seed", 0},
+                {"source", "trained"}, {"calibrate", "none"}, {"train.epochs", 5},
+                {"data.train_per_class", per_class}};
+    const auto id = store.CreateRun(r);
+    store.SetSummary(id, {{"transfer_rate", transfer}, {"preservation", preservation}});
+    store.FinishRun(id, RunStatus::kFinished, 0, "");
+  };
+  add("label_probe", 50, 0.969, 0.765);
+  add("label_probe", 100, 0.883, 0.841);
+  add("direct_copy", 50, 0.0, 1.0);
+  add("direct_copy", 100, 0.3, 1.0);
+  DeclaredOptions declared;
+  declared.run = {{"data.train_per_class", 0}, {"dataset", "fashion-mnist"}, {"train.epochs", 5}};
+  SurgeryTables t = BuildSurgeryTables(store, "nightly", "mnist", declared);
+  const auto& copy = Find(t, "Direct head-row copy");
+  // Neither is the unnamed row (an even split with no declared value among them); the first by
+  // hash stands, alone, and the cell says there is another.
+  EXPECT_NE(copy.readings[0].find("(n=1; on data.train_per_class="), std::string::npos) << copy.readings[0];
+  EXPECT_NE(copy.readings[0].find("; 1 other config not pooled)"), std::string::npos) << copy.readings[0];
+  EXPECT_EQ(copy.readings[0].find("±"), std::string::npos) << copy.readings[0];  // never a std over one seed
+  // label_probe is set against the same data as the reading it stands beside.
+  const bool on_50 = copy.readings[0].find("data.train_per_class=50") != std::string::npos;
+  EXPECT_EQ(copy.probe, on_50 ? "96.9 / 76.5 (n=1)" : "88.3 / 84.1 (n=1)") << copy.probe;
+  EXPECT_EQ(copy.verdict, on_50 ? "reproduced" : "not reproduced");
+  const std::string md = RenderSurgeryMarkdown(t);
+  EXPECT_EQ(md.find("92.6"), std::string::npos) << md;  // the pooled mean of the two label_probe configs
 }
 
 TEST(SurgeryReportTest, DepthTableHasOneColumnPerEpochCount) {

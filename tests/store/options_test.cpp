@@ -1,5 +1,7 @@
 #include "store/options.h"
 
+#include <limits>
+
 #include <gtest/gtest.h>
 
 #include "store/errors.h"
@@ -65,6 +67,25 @@ TEST(OptionsTest, ErrorsNameTheKeyTheValueAndWhatWasExpected) {
   EXPECT_EQ(ErrorOf([&] { o.SetText("classes", "1,,2"); }), "classes=1,,2: expected a list of integers such as 0,1,2");
   EXPECT_EQ(s.steps, 100);  // nothing changed by the failed sets
   EXPECT_EQ(ErrorOf([] { SplitAssignment("novalue"); }), "'novalue': expected key=value");
+}
+
+// Review 19.4 and 19.10: nan and inf stored as null and hashed alike; "0,1," taken for "0,1".
+TEST(OptionsTest, NonFiniteNumbersAndEmptyListItemsAreRefused) {
+  Sample s;
+  Options o;
+  s.Bind(o);
+  for (const char* text : {"nan", "inf", "-inf", "NaN", "infinity", "1e999"}) {
+    const std::string error = ErrorOf([&] { o.SetText("lr", text); });
+    EXPECT_NE(error.find(std::string("lr=") + text + ": expected a"), std::string::npos) << error;
+  }
+  EXPECT_EQ(ErrorOf([&] { o.Set("lr", std::numeric_limits<double>::infinity()); }), "lr=null: expected a finite number");
+  EXPECT_EQ(ErrorOf([&] { o.SetText("lr", "nan"); }), "lr=nan: expected a finite number");
+  EXPECT_DOUBLE_EQ(s.lr, 1e-3);
+  for (const char* text : {"0,1,", ",0,1", "", ","}) {
+    EXPECT_EQ(ErrorOf([&] { o.SetText("classes", text); }),
+              std::string("classes=") + text + ": expected a list of integers such as 0,1,2");
+  }
+  EXPECT_EQ(s.classes, (std::vector<int64_t>{0, 1}));
 }
 
 TEST(OptionsTest, HelpListsEveryOptionWithItsDefault) {

@@ -2,7 +2,9 @@
 // UpsertBucket, file_stream), records what it receives, and injects faults on request:
 // 500s, 429 with Retry-After, responses slower than the client's timeout (after applying the
 // request), and connections closed mid-response (before or after applying it). It applies
-// file_stream chunks as W&B does: lines at `offset` replace what is there.
+// file_stream chunks as W&B does: lines at `offset` replace what is there. A `complete` marks
+// the run finished or failed; an UpsertBucket of that run resumes it (running again), after
+// which file_stream accepts more lines. Data streamed to a completed, unresumed run is counted.
 #pragma once
 
 #include <httplib.h>
@@ -29,11 +31,14 @@ class FakeWandb {
     int64_t line_rewrites_same = 0;       // a resent line with the same content (absorbed)
     int64_t line_rewrites_different = 0;  // a resent line with other content: a real duplicate
     int64_t unauthorized = 0;
+    int64_t data_while_complete = 0;      // file data for a run marked complete and not resumed
   };
 
   struct RunFiles {
     std::map<std::string, std::vector<std::string>> files;  // file name -> lines
     std::vector<int> completes;                              // exit codes, in order received
+    std::string state = "running";                           // finished | failed after complete
+    int64_t resumes = 0;                                     // UpsertBuckets after a complete
   };
 
   explicit FakeWandb(std::string api_key, double fault_rate = 0.0, double slow_seconds = 0.0, uint32_t seed = 1)
@@ -108,6 +113,11 @@ class FakeWandb {
       upserts_.push_back(v);
       const std::string name = v.at("name").get<std::string>();
       const std::string entity = v.at("entity").is_null() ? "default-entity" : v.at("entity").get<std::string>();
+      if (auto it = runs_.find(entity + "/" + v.at("project").get<std::string>() + "/" + name);
+          it != runs_.end() && it->second.state != "running") {
+        it->second.state = "running";
+        ++it->second.resumes;
+      }
       reply = {{"data",
                 {{"upsertBucket",
                   {{"bucket",
@@ -122,13 +132,17 @@ class FakeWandb {
     const std::string run = req.matches[1].str() + "/" + req.matches[2].str() + "/" + req.matches[3].str();
     RunFiles& rf = runs_[run];
     if (body.contains("files")) {
+      if (rf.state != "running") ++stats_.data_while_complete;
       for (const auto& [name, chunk] : body["files"].items()) {
         auto& lines = rf.files[name];
         size_t offset = chunk.at("offset").get<size_t>();
         for (const auto& line : chunk.at("content")) {
           const std::string text = line.get<std::string>();
           if (offset < lines.size()) {
-            (lines[offset] == text ? stats_.line_rewrites_same : stats_.line_rewrites_different)++;
+            // The summary is one line that each update replaces; the others only grow.
+            if (name != "wandb-summary.json") {
+              (lines[offset] == text ? stats_.line_rewrites_same : stats_.line_rewrites_different)++;
+            }
             lines[offset] = text;
           } else {
             lines.resize(offset + 1);
@@ -138,7 +152,10 @@ class FakeWandb {
         }
       }
     }
-    if (body.value("complete", false)) rf.completes.push_back(body.at("exitcode").get<int>());
+    if (body.value("complete", false)) {
+      rf.completes.push_back(body.at("exitcode").get<int>());
+      rf.state = rf.completes.back() == 0 ? "finished" : "failed";
+    }
     reply = {{"exitcode", nullptr}, {"limits", nlohmann::json::object()}};
   }
 

@@ -358,3 +358,101 @@ TEST(WandbMirrorTest, NightlySuiteMirrorsEveryRun) {
 
 }  // namespace
 }  // namespace tb
+
+namespace tb {
+namespace {
+
+// Settings for a WandbSync in this process that sends to `server` (the destination of Env()).
+WandbSettings DirectSettings(const FakeWandb& server) {
+  WandbSettings s;
+  s.base_url = server.url();
+  s.api_key = kKey;
+  s.entity = "lab";
+  s.project = "tb-test";
+  s.backoff_initial = 0.05;
+  s.backoff_max = 0.2;
+  return s;
+}
+
+// A run of another host whose heartbeat looks stale (that host's clock behind, or its process
+// suspended) is sent as crashed (exit 1). It was alive: once its heartbeat is back, what it logs
+// afterwards is mirrored (the W&B run resumed, nothing resent) and its true final state follows.
+TEST(WandbMirrorTest, StaleLookingRunResumesMirroringWhenAlive) {
+  testing::TempDir dir;
+  FakeWandb server(kKey);
+  RunStore store(dir / "runs.db");
+  NewRun spec;
+  spec.suite = "unit";
+  spec.method = "finetune";
+  const std::string id = store.CreateRun(spec);
+  store.db().exec("UPDATE runs SET host = 'other-host', pid = 1");
+  double t = NowSeconds();
+  store.AppendMetrics(id, {{/*step=*/0, "train/loss", 0.9, t}, {0, "train/acc", 0.1, t}, {1, "train/loss", 0.8, t}});
+  store.AppendLogs(id, {{0, "epoch 0", t}});
+  store.SetSummary(id, {{"train/loss", 0.8}});
+  store.db().exec("UPDATE runs SET heartbeat_at = heartbeat_at - 1000");
+  ASSERT_EQ(store.GetRun(id)->status, RunStatus::kCrashed);
+
+  WandbSync sync(store, DirectSettings(server), "test-sync");
+  Outbox outbox = MirrorOutbox(store, server.url());
+  SyncReport r = sync.SyncRun(id, NowSeconds() + 20);
+  EXPECT_TRUE(r.final_sent);
+  const std::string path = "lab/tb-test/" + id;
+  EXPECT_EQ(server.runs().at(path).completes, (std::vector<int>{1}));
+  EXPECT_TRUE(outbox.PendingRuns().empty());  // nothing changed since: nothing to send
+  const int64_t requests = server.stats().requests;
+  EXPECT_TRUE(sync.SyncRun(id, NowSeconds() + 20).done);
+  EXPECT_EQ(server.stats().requests, requests);
+
+  // The run was alive: its heartbeat is back and it logs on.
+  t = NowSeconds();
+  store.AppendMetrics(id, {{2, "train/loss", 0.7, t}, {3, "train/loss", 0.6, t}});
+  store.AppendLogs(id, {{0, "epoch 1", t}});
+  ASSERT_EQ(store.GetRun(id)->status, RunStatus::kRunning);
+  EXPECT_EQ(outbox.PendingRuns(), (std::vector<std::string>{id}));
+  r = sync.SyncRun(id, NowSeconds() + 20);
+  EXPECT_FALSE(r.final_sent);
+  EXPECT_FALSE(r.done);
+  EXPECT_EQ(r.console_lines, 1);
+  EXPECT_EQ(server.runs().at(path).state, "running");
+  EXPECT_EQ(server.runs().at(path).resumes, 1);
+  EXPECT_EQ(outbox.PendingRuns(), (std::vector<std::string>{id}));
+
+  // It finishes: `sync --all` sends the rest (the line left open above, and one more) and the
+  // true final state, which replaces the crash.
+  store.AppendMetrics(id, {{4, "train/loss", 0.5, NowSeconds()}});
+  store.SetSummary(id, {{"train/loss", 0.5}});
+  store.FinishRun(id, RunStatus::kFinished, /*exit_code=*/0, "");
+  auto cli = RunCommand(Env(server.url()) + kBin + "/transferbench --results " + dir.path() + " sync --all");
+  ASSERT_EQ(cli.exit_code, 0) << cli.out;
+  EXPECT_NE(cli.out.find("2 history lines, 0 console lines, summary, final state (finished); complete"),
+            std::string::npos) << cli.out;
+  EXPECT_EQ(server.runs().at(path).completes, (std::vector<int>{1, 0}));
+  EXPECT_EQ(server.runs().at(path).state, "finished");
+  EXPECT_EQ(server.stats().data_while_complete, 0);
+  EXPECT_EQ(server.upserts().size(), 2u);  // created, then resumed once
+  EXPECT_TRUE(outbox.PendingRuns().empty());
+  ExpectDeliveredExactly(server, dir / "runs.db", 0);
+}
+
+// The run's own process knows it is alive, however stale its heartbeat looks (the process was
+// suspended): its live sender never marks it crashed.
+TEST(WandbMirrorTest, OwnRunIsNotSentAsCrashed) {
+  testing::TempDir dir;
+  FakeWandb server(kKey);
+  RunStore store(dir / "runs.db");
+  NewRun spec;
+  spec.method = "finetune";
+  const std::string id = store.CreateRun(spec);  // this process, this host
+  store.AppendMetrics(id, {{0, "train/loss", 0.9, NowSeconds()}, {1, "train/loss", 0.8, NowSeconds()}});
+  store.db().exec("UPDATE runs SET heartbeat_at = heartbeat_at - 1000");
+  ASSERT_EQ(store.GetRun(id)->status, RunStatus::kCrashed);
+  WandbSync sync(store, DirectSettings(server), "test-live");
+  SyncReport r = sync.SyncRun(id, NowSeconds() + 20);
+  EXPECT_EQ(r.history_lines, 1);  // the open tail stays open
+  EXPECT_FALSE(r.final_sent);
+  EXPECT_TRUE(server.runs().at("lab/tb-test/" + id).completes.empty());
+}
+
+}  // namespace
+}  // namespace tb
