@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -52,27 +51,49 @@ std::string FormatCell(const Cell& c, bool percent, bool latex, int64_t row_runs
   return out;
 }
 
+// LaTeX's specials escaped; the few non-ASCII characters the tables use (arrows, dashes, ±) as
+// plain LaTeX, Latin-1 letters kept (LaTeX reads UTF-8 since 2018), anything else as "?", so
+// the table compiles under pdflatex with no package but booktabs.
 std::string LatexEscape(const std::string& s) {
+  static const std::map<uint32_t, std::string> kMapped = {
+      {0x2192, "$\\rightarrow$"}, {0x2014, "---"}, {0x2013, "--"}, {0x00B1, "$\\pm$"}, {0x2265, "$\\geq$"},
+      {0x2264, "$\\leq$"}, {0x00D7, "$\\times$"}, {0x00B7, "$\\cdot$"}, {0x2212, "$-$"}};
   std::string out;
-  for (char ch : s) {
-    switch (ch) {
-      case '_': case '%': case '&': case '#': case '$': case '{': case '}':
-        out += '\\';
-        out += ch;
-        break;
-      case '~': out += "\\textasciitilde{}"; break;
-      case '^': out += "\\textasciicircum{}"; break;
-      case '\\': out += "\\textbackslash{}"; break;
-      case '\r': case '\n': out += ' '; break;
-      default: out += ch;
+  for (size_t i = 0; i < s.size();) {
+    const auto ch = static_cast<unsigned char>(s[i]);
+    if (ch < 0x80) {
+      switch (ch) {
+        case '_': case '%': case '&': case '#': case '$': case '{': case '}':
+          out += '\\';
+          out += static_cast<char>(ch);
+          break;
+        case '~': out += "\\textasciitilde{}"; break;
+        case '^': out += "\\textasciicircum{}"; break;
+        case '\\': out += "\\textbackslash{}"; break;
+        case '|': out += "\\textbar{}"; break;
+        case '<': out += "\\textless{}"; break;
+        case '>': out += "\\textgreater{}"; break;
+        case '\r': case '\n': case '\t': out += ' '; break;
+        default: out += static_cast<char>(ch);
+      }
+      ++i;
+      continue;
     }
-  }
-  // The arrow of the pair column, the dashes of titles and empty cells: plain LaTeX, so the
-  // table compiles under any input encoding.
-  for (const auto& [from, to] : {std::pair{"→", "$\\rightarrow$"}, std::pair{"—", "---"}, std::pair{"–", "--"},
-                                 std::pair{"±", "$\\pm$"}}) {
-    const std::string f = from;
-    for (size_t pos = 0; (pos = out.find(f, pos)) != std::string::npos; pos += std::strlen(to)) out.replace(pos, f.size(), to);
+    // One UTF-8 sequence: its length from the lead byte, its code point from the rest.
+    const size_t len = ch >= 0xF0 ? 4 : ch >= 0xE0 ? 3 : ch >= 0xC0 ? 2 : 1;
+    uint32_t cp = len == 1 ? 0xFFFD : ch & (0xFF >> (len + 1));
+    for (size_t k = 1; k < len; ++k) {
+      const auto cont = i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0;
+      cp = (cont & 0xC0) == 0x80 ? (cp << 6) | (cont & 0x3F) : 0xFFFD;
+    }
+    if (auto it = kMapped.find(cp); it != kMapped.end()) {
+      out += it->second;
+    } else if (cp >= 0xC0 && cp <= 0xFF && cp != 0xD7 && cp != 0xF7) {
+      out.append(s, i, len);  // Latin-1 letters: LaTeX's own UTF-8 input handles them
+    } else {
+      out += '?';
+    }
+    i += std::min(len, s.size() - i);
   }
   return out;
 }
@@ -383,7 +404,10 @@ std::string RenderCsv(const Table& t) {
 
 std::vector<std::string> WriteTable(const Table& table, const std::string& dir, const std::string& name) {
   namespace fs = std::filesystem;
-  CheckSuiteName(name);  // a plain file name: nothing is written outside `dir`
+  // A plain file name (suite names are checked where they are given): nothing lands outside `dir`.
+  if (name.empty() || name.find('/') != std::string::npos || name.front() == '.') {
+    throw BadInput(fmt::format("report name '{}': expected a plain file name", name));
+  }
   fs::create_directories(dir);
   std::vector<std::string> paths;
   const std::pair<const char*, std::string> outputs[] = {

@@ -85,8 +85,9 @@ Measured Aggregated(const std::vector<const StoredGroup*>& chosen) {
   return m;
 }
 
-// The groups `accept` takes, by setting; the setting that stands: the one covering the most
-// pairs, then the main table's unnamed row, then the most runs, then the first by hash.
+// The groups `accept` takes, by setting; the setting that stands: the main table's unnamed row
+// (the method as declared), then the one covering the most pairs, then the most runs, then the
+// first by hash (the cell names it).
 Measured Choose(const std::vector<StoredGroup>& groups, const std::function<bool(const StoredGroup&)>& accept) {
   std::map<std::string, std::vector<const StoredGroup*>> by_setting;
   for (const auto& g : groups) {
@@ -101,7 +102,7 @@ Measured Choose(const std::vector<StoredGroup>& groups, const std::function<bool
       runs += static_cast<int64_t>(g->transfer.size());
       named += g->group->variant.empty() ? 0 : 1;
     }
-    return std::make_tuple(static_cast<int64_t>(pairs.size()), -named, runs);
+    return std::make_tuple(-named, static_cast<int64_t>(pairs.size()), runs);
   };
   for (const auto& [setting, v] : by_setting) {
     if (!best || rank(v) > rank(*best)) best = &v;
@@ -221,20 +222,46 @@ SurgeryTables BuildSurgeryTables(RunStore& store, const std::string& suite, cons
   t.suite = suite;
   t.dataset = dataset;
   t.epochs = {1, 2, 4, 8, 15, 30};
+  // A depth row stands on one setting across its columns (the config but the pair and the
+  // epochs), chosen as a claim's is.
   for (const std::string method : {"direct_copy", "cascade_transplant", "vector_space_alignment", "linear_stitch",
                                    "label_probe"}) {
     DepthRow row;
     row.method = method;
-    bool any = false;
+    std::map<std::string, std::vector<const StoredGroup*>> by_setting;
+    for (const auto& g : groups) {
+      for (int64_t e : t.epochs) {
+        Selector s{method, {"wide:wide"}, method == "vector_space_alignment" ? "keep" : "", "trained", std::to_string(e)};
+        if (!Matches(g, dataset, s)) continue;
+        nlohmann::json rest = g.setting_config;
+        rest.erase("train.epochs");
+        by_setting[JsonHash(rest)].push_back(&g);
+      }
+    }
+    if (by_setting.empty()) continue;
+    auto rank = [](const std::vector<const StoredGroup*>& v) {
+      int64_t runs = 0, named = 0;
+      for (const auto* g : v) {
+        runs += static_cast<int64_t>(g->transfer.size());
+        named += g->group->variant.empty() ? 0 : 1;
+      }
+      return std::make_tuple(-named, static_cast<int64_t>(v.size()), runs);
+    };
+    const std::vector<const StoredGroup*>* best = nullptr;
+    for (const auto& [setting, v] : by_setting) {
+      if (!best || rank(v) > rank(*best)) best = &v;
+    }
+    row.alternatives = static_cast<int64_t>(by_setting.size()) - 1;
     for (int64_t e : t.epochs) {
-      Selector s{method, {"wide:wide"}, method == "vector_space_alignment" ? "keep" : "", "trained", std::to_string(e)};
-      const Measured m = Measure(groups, dataset, s);
-      any = any || !m.empty();
+      std::vector<const StoredGroup*> cell;
+      for (const auto* g : *best) {
+        if (Get(g->group->config, "train.epochs") == std::to_string(e)) cell.push_back(g);
+      }
+      const Measured m = Aggregated(cell);
       row.transfer.push_back(m.transfer);
       row.preservation.push_back(m.preservation);
-      row.alternatives.push_back(m.alternatives);
     }
-    if (any) t.depth.push_back(row);
+    t.depth.push_back(row);
   }
   for (const auto& c : Claims()) {
     ClaimRow row;
@@ -341,17 +368,17 @@ std::string RenderSurgeryMarkdown(const SurgeryTables& t) {
     }
     out += "\n" + rule + "\n";
     for (const auto& row : t.depth) {
-      out += "| " + MarkdownCell(row.method) + " |";
+      out += "| " + MarkdownCell(row.method) + (row.alternatives > 0 ? " *" : "") + " |";
       for (size_t i = 0; i < t.epochs.size(); ++i) {
         out += row.transfer[i].n == 0 ? " – |"
-                                      : fmt::format(" {:.1f} / {:.1f}{} |", 100 * row.transfer[i].mean,
-                                                    100 * row.preservation[i].mean, row.alternatives[i] > 0 ? " *" : "");
-        footnote = footnote || row.alternatives[i] > 0;
+                                      : fmt::format(" {:.1f} / {:.1f} |", 100 * row.transfer[i].mean,
+                                                    100 * row.preservation[i].mean);
       }
+      footnote = footnote || row.alternatives > 0;
       out += "\n";
     }
     out += "\nMeans over seeds; A and B trained for the given epochs; vector_space_alignment with head=keep.";
-    if (footnote) out += " *: other configs of this method and depth were run too; the cell stands on one, as the claims do.";
+    if (footnote) out += " *: other configs of this method were run too; the row stands on one across its columns, as the claims do.";
     out += "\n\n";
   }
   out += fmt::format("## Claims of the surgery report against our measurements ({})\n\n", t.dataset);

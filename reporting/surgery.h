@@ -19,7 +19,7 @@ namespace tb {
 struct DepthRow {
   std::string method;
   std::vector<Cell> transfer, preservation;  // one per epoch count
-  std::vector<int64_t> alternatives;         // other configs of the cell, not pooled into it
+  int64_t alternatives = 0;                  // other configs of the method, not pooled into the row
 };
 
 struct ClaimRow {
@@ -44,7 +44,7 @@ struct SurgeryTables {
 // the cell says so. `declared` is the main table's; its run-level options also tie each
 // label_probe reference to the data of the reading it is set against.
 SurgeryTables BuildSurgeryTables(RunStore& store, const std::string& suite, const std::string& dataset,
-                                 const DeclaredOptions& declared = {});
+                                 const DeclaredOptions& declared);
 std::string RenderSurgeryMarkdown(const SurgeryTables& tables);
 std::string RenderClaimsCsv(const SurgeryTables& tables);
 bool HasMeasurements(const SurgeryTables& tables);
@@ -53,6 +53,6 @@ bool HasMeasurements(const SurgeryTables& tables);
 // dataset with surgery runs, the training-depth and claims tables) and <name>-claims.csv.
 // Returns the paths written.
 std::vector<std::string> WriteSuiteReport(RunStore& store, const std::string& suite, const std::string& dir,
-                                          const std::string& name, const DeclaredOptions& declared = {});
+                                          const std::string& name, const DeclaredOptions& declared);
 
 }  // namespace tb

@@ -164,6 +164,13 @@ void CheckSuiteName(const std::string& name) {
                                "digit, at most 100 characters (it names the report files)",
                                name));
   }
+  // Taken by report files: all.* is the report of every suite, <suite>-claims.csv a suite's claims.
+  const std::string suffix = "-claims";
+  if (name == "all" || (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)) {
+    throw BadInput(fmt::format("suite name '{}': reserved (all.* is the report of every suite, NAME-claims.csv a "
+                               "suite's claims table)",
+                               name));
+  }
 }
 
 double RunStore::StaleSeconds() {
@@ -171,8 +178,8 @@ double RunStore::StaleSeconds() {
     char* end = nullptr;
     double v = std::strtod(env, &end);
     // At least three heartbeat periods (10 s each), so a live run is never taken for a dead one.
-    if (end != env && *end == '\0' && v >= 30) return v;
-    throw BadInput(fmt::format("TRANSFERBENCH_STALE_SECONDS={}: expected a number of seconds >= 30", env));
+    if (end != env && *end == '\0' && v >= 30 && std::isfinite(v)) return v;
+    throw BadInput(fmt::format("TRANSFERBENCH_STALE_SECONDS={}: expected a finite number of seconds >= 30", env));
   }
   return 120.0;
 }

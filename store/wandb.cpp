@@ -46,10 +46,16 @@ std::vector<std::string> SplitTags(const std::string& text) {
 double ParsePositive(const std::string& key, const std::string& value) {
   char* end = nullptr;
   const double v = std::strtod(value.c_str(), &end);
-  if (value.empty() || end != value.c_str() + value.size() || !(v > 0)) {
-    throw BadInput(fmt::format("{}={}: expected a positive number of seconds", key, value));
+  if (value.empty() || end != value.c_str() + value.size() || !(v > 0) || !std::isfinite(v)) {
+    throw BadInput(fmt::format("{}={}: expected a positive, finite number", key, value));
   }
   return v;
+}
+
+int64_t ParseCount(const std::string& key, const std::string& value, int64_t most) {
+  const double v = ParsePositive(key, value);
+  if (v > static_cast<double>(most)) throw BadInput(fmt::format("{}={}: expected at most {}", key, value, most));
+  return std::max<int64_t>(1, static_cast<int64_t>(v));
 }
 
 std::string HostOf(const std::string& url) {
@@ -195,7 +201,7 @@ WandbSettings WandbSettings::Resolve(const std::map<std::string, std::string>& o
     else if (key == "wandb.interval") s.interval = ParsePositive(key, value);
     else if (key == "wandb.backoff_initial") s.backoff_initial = ParsePositive(key, value);
     else if (key == "wandb.backoff_max") s.backoff_max = ParsePositive(key, value);
-    else if (key == "wandb.max_lines") s.max_lines = std::max<int64_t>(1, static_cast<int64_t>(ParsePositive(key, value)));
+    else if (key == "wandb.max_lines") s.max_lines = ParseCount(key, value, 1000000);
     else throw BadInput(fmt::format("unknown option '{}' (accepted: {})", key, fmt::join(OptionNames(), ", ")));
   }
   if (s.mode == "dryrun") s.mode = "offline";

@@ -55,8 +55,8 @@ std::string BlasKind(const std::string& path) {
 
 // OpenBLAS's own introspection, looked up at run time: libblas.so.3 may be another BLAS.
 template <class Fn>
-Fn OpenBlasSymbol(const char* name) {
-  return reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, name));
+Fn OpenBlasSymbol(void* handle, const char* name) {
+  return reinterpret_cast<Fn>(dlsym(handle ? handle : RTLD_DEFAULT, name));
 }
 
 BlasInfo LoadedBlas() {
@@ -74,9 +74,15 @@ BlasInfo LoadedBlas() {
       if (base.rfind("libblas.so", 0) == 0) break;  // the one LibTorch calls
     }
   }
-  if (auto corename = OpenBlasSymbol<char* (*)()>("openblas_get_corename")) info.core = corename();
-  if (auto config = OpenBlasSymbol<char* (*)()>("openblas_get_config")) info.config = config();
-  if (auto threads = OpenBlasSymbol<int (*)()>("openblas_get_num_threads")) info.threads = threads();
+  // Asked of the BLAS LibTorch calls, not of whatever else is mapped (a reference libblas beside
+  // an OpenBLAS liblapack would otherwise report OpenBLAS's kernel).
+  if (info.kind == "openblas") {
+    void* handle = dlopen(info.path.c_str(), RTLD_LAZY | RTLD_NOLOAD);
+    if (auto corename = OpenBlasSymbol<char* (*)()>(handle, "openblas_get_corename")) info.core = corename();
+    if (auto config = OpenBlasSymbol<char* (*)()>(handle, "openblas_get_config")) info.config = config();
+    if (auto threads = OpenBlasSymbol<int (*)()>(handle, "openblas_get_num_threads")) info.threads = threads();
+    if (handle) dlclose(handle);
+  }
   for (char** e = environ; *e; ++e) {
     const std::string var = *e;
     if (var.rfind("OPENBLAS_", 0) == 0 && var.find('=') != std::string::npos) {
@@ -95,14 +101,23 @@ std::string BlasIdentity() {
 }
 
 std::string BlasCheckFailure(const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>& product) {
-  // (rows, inner, columns): a batch through the first layer of the MLPs, a wide hidden layer,
-  // the 10-way head, and odd sizes that take the kernels' edge paths.
-  const int64_t shapes[][3] = {{64, 784, 256}, {128, 512, 10}, {37, 129, 65}, {1, 300, 7}};
+  // (rows, inner, columns, layout): a batch through the first layer of the MLPs, a wide hidden
+  // layer, the 10-way head, and odd sizes that take the kernels' edge paths; in the three
+  // layouts training uses: x · Wᵀ (forward), g · W (the input's gradient), gᵀ · x (the weight's).
+  enum Layout { kForward, kInputGrad, kWeightGrad };
+  const struct {
+    int64_t n, k, m;
+    Layout layout;
+  } shapes[] = {{64, 784, 256, kForward}, {128, 512, 10, kForward}, {37, 129, 65, kForward}, {1, 300, 7, kForward},
+                {64, 256, 784, kInputGrad}, {37, 65, 129, kInputGrad}, {256, 64, 784, kWeightGrad},
+                {65, 37, 129, kWeightGrad}};
   torch::NoGradGuard no_grad;
-  for (const auto& [n, k, m] : shapes) {
+  for (const auto& [n, k, m, layout] : shapes) {
     // Fixed, sign-mixed values with no random generator (the run's seeding stays untouched).
     auto a = torch::sin(torch::arange(n * k, torch::kFloat32).reshape({n, k}) * 0.618f + 0.3f);
-    auto b = torch::cos(torch::arange(m * k, torch::kFloat32).reshape({m, k}) * 1.414f).t();  // x · Wᵀ, as a linear layer
+    auto b = torch::cos(torch::arange(m * k, torch::kFloat32).reshape({m, k}) * 1.414f).t();
+    if (layout == kInputGrad) b = b.contiguous();  // W as stored, not transposed
+    if (layout == kWeightGrad) a = a.t().contiguous().t();  // gᵀ: a transposed view
     auto got = product(a, b).to(torch::kFloat64).contiguous();
     auto ad = a.to(torch::kFloat64).contiguous(), bd = b.to(torch::kFloat64).contiguous();
     const double* pa = ad.data_ptr<double>();

@@ -66,6 +66,8 @@ TEST(CliTest, BadInputIsOneLineAndExitCode2) {
       {Tb(dir / "not-a-dir/results", "ls"),
        "error: --results " + dir / "not-a-dir/results" + ": " + dir / "not-a-dir" + " is not a directory"},
       {Tb(dir.path(), "suite " + dir / "slash.json"), "error: " + dir / "slash.json" + ": suite name 'team/smoke'"},
+      {Tb(dir.path(), "run direct_copy --suite all"), "error: suite name 'all': reserved"},
+      {Tb(dir.path(), "run direct_copy --suite nightly-claims"), "error: suite name 'nightly-claims': reserved"},
   };
   testing::WriteFile(dir / "not-a-dir", "a regular file");
   testing::WriteFile(dir / "slash.json", R"({"name": "team/smoke", "matrix": [{"method": "direct_copy"}]})");
@@ -137,6 +139,11 @@ TEST(CliTest, QuickNightlyEndToEnd) {
   EXPECT_EQ(RunCommand(Tb(dir.path(), "run finetune --set steps=-x")).exit_code, 2);
   EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs"), runs_before);
   EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM metrics"), metrics_before);
+  // Review 19.6: with a store here, a suite name with a path in it wrote outside the results.
+  auto escape = RunCommand(Tb(dir.path(), "report --suite ../escaped"));
+  EXPECT_EQ(escape.exit_code, 2) << escape.out;
+  EXPECT_FALSE(std::filesystem::exists(dir / "escaped.md"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "../escaped.md"));
   auto report = RunCommand(Tb(dir.path(), "report --suite nightly-quick --format csv"));
   EXPECT_EQ(report.exit_code, 0);
   EXPECT_NE(report.out.find("dataset,pair,method,head,source,calibrate,train.epochs,variant,transfer_rate_mean"),

@@ -170,16 +170,19 @@ TEST(ReportTest, EveryOutputEscapesEverySpecialCharacter) {
   const std::string csv = RenderCsv(t);
   EXPECT_NE(csv.find(",\"data.dir=a^b~c{d}\\e_f%g&h#i$j|k\rl,m\"\"n\","), std::string::npos) << csv;
   const std::string tex = RenderLatex(t);
-  const std::string escaped =
-      "a\\textasciicircum{}b\\textasciitilde{}c\\{d\\}\\textbackslash{}e\\_f\\%g\\&h\\#i\\$j|k l,m\"n";
+  const std::string escaped = "a\\textasciicircum{}b\\textasciitilde{}c\\{d\\}\\textbackslash{}e\\_f\\%g\\&h\\#i\\$j"
+                              "\\textbar{}k l,m\"n";
   EXPECT_NE(tex.find("\\caption{suite " + escaped + "}"), std::string::npos) << tex;
   EXPECT_NE(tex.find("direct\\_copy (data.dir=" + escaped + ")"), std::string::npos) << tex;
+  // Other characters: the table's own as LaTeX, Latin-1 letters kept, the rest replaced.
+  t.rows[0].variant = "data.dir=<é ≥ 日本>";
+  EXPECT_NE(RenderLatex(t).find("data.dir=\\textless{}é $\\geq$ ??\\textgreater{}"), std::string::npos) << RenderLatex(t);
   // And it compiles.
   if (testing::RunCommand("command -v pdflatex").exit_code != 0) {
     GTEST_SKIP() << "pdflatex not found (scripts/setup installs texlive-latex-base and texlive-latex-recommended)";
   }
   testing::TempDir dir;
-  testing::WriteFile(dir / "t.tex", "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n" + tex +
+  testing::WriteFile(dir / "t.tex", "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n" + tex + RenderLatex(t) +
                                     "\\end{document}\n");
   auto r = testing::RunCommand("cd " + dir.path() + " && pdflatex -interaction=nonstopmode -halt-on-error t.tex");
   EXPECT_EQ(r.exit_code, 0) << r.out.substr(r.out.size() > 3000 ? r.out.size() - 3000 : 0);

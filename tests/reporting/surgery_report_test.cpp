@@ -29,6 +29,14 @@ void AddRun(RunStore& store, const std::string& method, const std::string& pair,
   store.FinishRun(id, RunStatus::kFinished, 0, "");
 }
 
+// The run-level options the label_probe reference is matched on (as the CLI declares them).
+DeclaredOptions Declared() {
+  DeclaredOptions d;
+  d.run = {{"dataset", "fashion-mnist"}, {"data.train_per_class", 0}, {"train.epochs", 5}, {"source", "trained"},
+           {"calibrate", "none"}, {"arch_a", "wide"}, {"arch_b", "wide"}, {"seed", 0}};
+  return d;
+}
+
 const ClaimRow& Find(const SurgeryTables& t, const std::string& prefix) {
   for (const auto& c : t.claims) {
     if (c.claim.rfind(prefix, 0) == 0) return c;
@@ -52,7 +60,7 @@ TEST(SurgeryReportTest, VerdictsFollowTheReadingsAndTheReferences) {
     AddRun(store, "concept_injection", "wide:wide", "keep", "random", s, 1.0, 0.0);
     AddRun(store, "label_probe", "wide:wide", "", "trained", s, 0.83, 0.93);
   }
-  SurgeryTables t = BuildSurgeryTables(store, "nightly", "mnist");
+  SurgeryTables t = BuildSurgeryTables(store, "nightly", "mnist", Declared());
   EXPECT_EQ(Find(t, "Direct head-row copy").verdict, "reproduced");
   EXPECT_EQ(Find(t, "Cascade transplant").verdict, "not reproduced");
   const auto& vsa = Find(t, "Vector-space alignment, wide");
@@ -80,7 +88,7 @@ TEST(SurgeryReportTest, ControlsAreComparedOnThePairsTheyCover) {
     AddRun(store, "vector_space_alignment", "deep:deep", "keep", "trained", s, 1.0, 0.98);
     AddRun(store, "vector_space_alignment", "wide:wide", "keep", "trained", s, 0.80, 0.98, 5, "random");
   }
-  SurgeryTables t = BuildSurgeryTables(store, "nightly", "mnist");
+  SurgeryTables t = BuildSurgeryTables(store, "nightly", "mnist", Declared());
   const auto& all = Find(t, "Vector-space alignment (all");
   EXPECT_EQ(all.readings[0], "93.5 ± 7.1 / 98.0 ± 0.0 (n=6)");
   EXPECT_EQ(all.control, "head=keep: concept random: 80.0 ± 0.0 / 98.0 ± 0.0 (n=3) on wide → wide");
@@ -97,7 +105,7 @@ TEST(SurgeryReportTest, AgreementIsJudgedOnTheMeanNotOnTheSpread) {
   for (int64_t s = 0; s < 5; ++s) {
     AddRun(store, "vector_space_alignment", "wide:wide", "stitch_row", "trained", s, transfer[s], 0.99);
   }
-  SurgeryTables t = BuildSurgeryTables(store, "nightly", "mnist");
+  SurgeryTables t = BuildSurgeryTables(store, "nightly", "mnist", Declared());
   // 49.6 is 31.2 points away; 2 std (60) would call it reproduced, 2 standard errors (26.8) do not.
   EXPECT_EQ(Find(t, "Vector-space alignment (all").verdict, "not reproduced");
   EXPECT_EQ(Find(t, "Vector-space alignment, wide").verdict, "not reproduced");
@@ -123,9 +131,7 @@ TEST(SurgeryReportTest, ClaimsStandOnOneConfigGroupAndSayWhichWhenSeveralQualify
   add("label_probe", 100, 0.883, 0.841);
   add("direct_copy", 50, 0.0, 1.0);
   add("direct_copy", 100, 0.3, 1.0);
-  DeclaredOptions declared;
-  declared.run = {{"data.train_per_class", 0}, {"dataset", "fashion-mnist"}, {"train.epochs", 5}};
-  SurgeryTables t = BuildSurgeryTables(store, "nightly", "mnist", declared);
+  SurgeryTables t = BuildSurgeryTables(store, "nightly", "mnist", Declared());
   const auto& copy = Find(t, "Direct head-row copy");
   // Neither is the unnamed row (an even split with no declared value among them); the first by
   // hash stands, alone, and the cell says there is another.
@@ -135,16 +141,45 @@ TEST(SurgeryReportTest, ClaimsStandOnOneConfigGroupAndSayWhichWhenSeveralQualify
   // label_probe is set against the same data as the reading it stands beside.
   const bool on_50 = copy.readings[0].find("data.train_per_class=50") != std::string::npos;
   EXPECT_EQ(copy.probe, on_50 ? "96.9 / 76.5 (n=1)" : "88.3 / 84.1 (n=1)") << copy.probe;
-  EXPECT_EQ(copy.verdict, on_50 ? "reproduced" : "not reproduced");
+  EXPECT_EQ(copy.verdict, on_50 ? "reproduced" : "not reproduced; label_probe does as well");
   const std::string md = RenderSurgeryMarkdown(t);
   EXPECT_EQ(md.find("92.6"), std::string::npos) << md;  // the pooled mean of the two label_probe configs
+}
+
+// Review of 19.1: a depth row's columns come from one config, never one column from each.
+TEST(SurgeryReportTest, ADepthRowStandsOnOneConfigAcrossItsColumns) {
+  RunStore store(":memory:");
+  auto add = [&](int64_t per_class, int64_t epochs, double transfer) {
+    NewRun r;
+    r.suite = "nightly";
+    r.method = "linear_stitch";
+    r.config = {{"dataset", "mnist"}, {"method", "linear_stitch"}, {"arch_b", "wide"}, {"arch_a", "wide"}, {"seed", 0},
+                {"source", "trained"}, {"calibrate", "none"}, {"train.epochs", epochs},
+                {"data.train_per_class", per_class}};
+    const auto id = store.CreateRun(r);
+    store.SetSummary(id, {{"transfer_rate", transfer}, {"preservation", 1.0}});
+    store.FinishRun(id, RunStatus::kFinished, 0, "");
+  };
+  add(0, 1, 0.9);
+  add(0, 30, 0.5);
+  add(0, 8, 0.7);
+  add(50, 1, 0.1);  // another config, at one depth only: never pooled, never mixed in
+  SurgeryTables t = BuildSurgeryTables(store, "nightly", "mnist", Declared());
+  ASSERT_EQ(t.depth.size(), 1u);
+  EXPECT_EQ(t.depth[0].alternatives, 1);
+  EXPECT_DOUBLE_EQ(t.depth[0].transfer[0].mean, 0.9);
+  EXPECT_EQ(t.depth[0].transfer[0].n, 1);
+  EXPECT_DOUBLE_EQ(t.depth[0].transfer[3].mean, 0.7);
+  const std::string md = RenderSurgeryMarkdown(t);
+  EXPECT_NE(md.find("| linear_stitch * | 90.0 / 100.0 | – | – | 70.0 / 100.0 | – | 50.0 / 100.0 |"), std::string::npos)
+      << md;
 }
 
 TEST(SurgeryReportTest, DepthTableHasOneColumnPerEpochCount) {
   RunStore store(":memory:");
   AddRun(store, "linear_stitch", "wide:wide", "", "trained", 0, 0.9, 0.99, /*epochs=*/1);
   AddRun(store, "linear_stitch", "wide:wide", "", "trained", 0, 0.5, 0.99, /*epochs=*/30);
-  SurgeryTables t = BuildSurgeryTables(store, "nightly", "mnist");
+  SurgeryTables t = BuildSurgeryTables(store, "nightly", "mnist", Declared());
   ASSERT_EQ(t.depth.size(), 1u);
   EXPECT_EQ(t.depth[0].method, "linear_stitch");
   EXPECT_DOUBLE_EQ(t.depth[0].transfer[0].mean, 0.9);

@@ -117,6 +117,14 @@ TEST(RunStoreTest, StaleHeartbeatShowsAsCrashed) {
   EXPECT_EQ(store.GetRun(id)->status, RunStatus::kCrashed);
   store.Heartbeat(id);
   EXPECT_EQ(store.GetRun(id)->status, RunStatus::kRunning);
+  // Review 19.4: an infinite threshold would never show a dead run as crashed.
+  for (const char* value : {"inf", "nan", "10"}) {
+    setenv("TRANSFERBENCH_STALE_SECONDS", value, 1);
+    EXPECT_THROW(RunStore::StaleSeconds(), BadInput) << value;
+  }
+  setenv("TRANSFERBENCH_STALE_SECONDS", "60", 1);
+  EXPECT_EQ(RunStore::StaleSeconds(), 60.0);
+  unsetenv("TRANSFERBENCH_STALE_SECONDS");
 }
 
 TEST(RunStoreTest, ModelsIndex) {

@@ -138,6 +138,18 @@ TEST(WandbSettingsTest, EnvironmentNetrcAndOverrides) {
   unsetenv("WANDB_MODE");
   EXPECT_THROW(WandbSettings::Resolve({{"wandb.timeout", "-1"}}), BadInput);
   EXPECT_THROW(WandbSettings::Resolve({{"wandb.color", "red"}}), BadInput);
+  // Review 19.4: inf passed the > 0 check (and max_lines=inf reached a cast to int64_t).
+  for (const char* key : {"wandb.timeout", "wandb.interval", "wandb.max_lines"}) {
+    for (const char* value : {"inf", "1e999", "nan"}) {
+      try {
+        WandbSettings::Resolve({{key, value}});
+        ADD_FAILURE() << key << "=" << value;
+      } catch (const BadInput& e) {
+        EXPECT_EQ(std::string(e.what()), std::string(key) + "=" + value + ": expected a positive, finite number");
+      }
+    }
+  }
+  EXPECT_THROW(WandbSettings::Resolve({{"wandb.max_lines", "1e12"}}), BadInput);
   unsetenv("NETRC");
   unsetenv("WANDB_BASE_URL");
   unsetenv("WANDB_TAGS");
