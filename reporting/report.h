@@ -29,6 +29,7 @@ struct MetricColumn {
 struct DeclaredOptions {
   nlohmann::json run = nlohmann::json::object();  // run-level options (dataset, classes_a, train.*, ...)
   std::map<std::string, nlohmann::json> method;   // method → its own options
+  std::map<std::string, std::string> protocol;    // method → the protocol it runs under
   // The declared value of `key` for `method`, or null.
   nlohmann::json Default(const std::string& method, const std::string& key) const;
 };

@@ -430,13 +430,20 @@ int TransferbenchMain(int argc, char** argv) {
     });
   });
 
-  auto* list = app.add_subcommand("list", "list registered names: methods, losses, models, datasets");
+  auto* list = app.add_subcommand("list", "list registered names: methods (with their protocol), protocols, losses, models, datasets");
   std::string what;
-  list->add_option("what", what, "methods|losses|models|datasets")->required()->check(
-      CLI::IsMember({"methods", "losses", "models", "datasets"}));
+  list->add_option("what", what, "methods|protocols|losses|models|datasets")->required()->check(
+      CLI::IsMember({"methods", "protocols", "losses", "models", "datasets"}));
   list->callback([&] {
-    std::vector<std::string> names = what == "methods" ? Methods().Names()
-                                     : what == "losses" ? Losses().Names()
+    if (what == "methods") {
+      for (const auto& n : Methods().Names()) std::cout << fmt::format("{:<30} {}\n", n, Methods().Find(n).make()->protocol());
+      return;
+    }
+    if (what == "protocols") {
+      for (const auto& n : Protocols().Names()) std::cout << fmt::format("{:<12} {}\n", n, Protocols().Find(n).description);
+      return;
+    }
+    std::vector<std::string> names = what == "losses" ? Losses().Names()
                                      : what == "models" ? ModelNames()
                                                         : DatasetNames();
     for (const auto& n : names) std::cout << n << "\n";

@@ -1,7 +1,8 @@
-// The runner: one run of one method on one scenario with one seed and one config. It
-// resolves the options, trains or loads A and B from the zoo, applies the source control,
-// calls the method, evaluates A and A', and logs everything through the fan-out (SQLite, the
-// console, and whatever sinks are configured).
+// The runner: one run of one method on one scenario with one seed and one config. It resolves
+// the options (the run-level ones, the method's protocol's scenario, the method's own), hands
+// the run to the protocol (which trains or loads its zoo models, applies the source control,
+// calls the method and evaluates), and logs everything through the fan-out (SQLite, the
+// console, and whatever sinks are configured). It knows protocols only through ProtocolRun.
 //
 //   tb::RunRequest req{"direct_copy", {{"arch", "wide"}, {"seed", 1}}};
 //   tb::PreparedRun prepared = tb::PrepareRun(req);       // BadInput on any bad option
@@ -16,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "experiments/methods/method.h"
+#include "experiments/protocols/protocol.h"
 #include "experiments/train/trainer.h"
 #include "reporting/report.h"
 #include "store/run_store.h"
@@ -26,31 +28,15 @@ namespace tb {
 // of every config hash, so suites re-run configs measured by older code.
 constexpr int kRunnerVersion = 1;
 
-// Run-level options: everything but the method's own. `arch=X` sets arch_a and arch_b;
-// `pair=B:A` sets arch_b (the source) and arch_a (the target).
-struct RunConfig {
-  std::string dataset = "fashion-mnist";
-  std::string data_dir;
-  int64_t train_per_class = 0;
-  std::vector<int64_t> classes_a{0, 1, 2, 3};
-  std::vector<int64_t> classes_b{2, 3, 4, 5};
-  std::vector<int64_t> transfer{4};
-  std::string arch_a = "wide";
-  std::string arch_b = "wide";
-  std::string activation = "relu";
-  std::string init = "default";
+// The run-level options every protocol shares; a protocol adds its scenario options (the
+// surgery protocol: dataset, classes_a, arch_a, train.*, ...) and a method its own.
+struct CommonOptions {
   int64_t seed = 0;
   std::string source = "trained";
-  std::string calibrate = "none";
-  double calibrate_threshold = 0.97;
-  double calibrate_max_shift = 50;
-  TrainOptions train;
   int64_t threads = 0;
   std::string device = "auto";
 
   void Bind(Options& o);
-  // "A0123-B2345-T4"
-  std::string ScenarioName() const;
 };
 
 struct RunRequest {
@@ -64,18 +50,12 @@ struct RunRequest {
 struct PreparedRun {
   std::map<std::string, std::string> wandb;  // wandb.* settings: the mirror, not the config
   RunRequest request;
-  RunConfig config;
+  CommonOptions config;
   std::unique_ptr<Method> method;
+  std::unique_ptr<ProtocolRun> protocol;  // the method's protocol, holding the scenario options
   nlohmann::json config_json;  // every option's value, resolved, plus method and dataset hash
   std::string config_hash;
   std::string label;           // one line for progress output
-};
-
-struct ResultPaths {
-  std::string results_dir;
-  std::string store_path() const { return results_dir + "/runs.db"; }
-  std::string zoo_dir() const { return results_dir + "/zoo"; }
-  std::string reports_dir() const { return results_dir + "/reports"; }
 };
 
 struct RunOutcome {

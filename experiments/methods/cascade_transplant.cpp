@@ -12,7 +12,7 @@
 #include <fmt/format.h>
 
 #include "experiments/data/dataset.h"
-#include "experiments/methods/method.h"
+#include "experiments/protocols/surgery.h"
 #include "experiments/surgery/injection.h"
 #include "store/errors.h"
 
@@ -37,7 +37,7 @@ std::vector<int64_t> ToVector(const torch::Tensor& t) {
   return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
 }
 
-class CascadeTransplant : public MethodWithOptions<CascadeOptions> {
+class CascadeTransplant : public MethodWithOptions<CascadeOptions, SurgeryMethod> {
  public:
   void Check(const MethodCheck& c) const override {
     for (const auto& name : c.target_layers) {

@@ -6,7 +6,7 @@
 // methods. Options: `bias` (copy the bias too, default true).
 #include <fmt/format.h>
 
-#include "experiments/methods/method.h"
+#include "experiments/protocols/surgery.h"
 #include "store/errors.h"
 
 namespace tb {
@@ -17,7 +17,7 @@ struct DirectCopyOptions {
   void Bind(Options& o) { o.Add("bias", &bias, "copy the transfer rows' biases as well as their weights"); }
 };
 
-class DirectCopy : public MethodWithOptions<DirectCopyOptions> {
+class DirectCopy : public MethodWithOptions<DirectCopyOptions, SurgeryMethod> {
  public:
   bool SeveralTransferClasses() const override { return true; }
   void Check(const MethodCheck& check) const override { RequireEqualWidths("direct_copy", check); }

@@ -5,7 +5,7 @@
 // Options: steps, lr, batch_size.
 #include <fmt/format.h>
 
-#include "experiments/methods/method.h"
+#include "experiments/protocols/surgery.h"
 #include "experiments/train/trainer.h"
 #include "store/errors.h"
 
@@ -23,7 +23,7 @@ struct FinetuneOptions {
   }
 };
 
-class Finetune : public MethodWithOptions<FinetuneOptions> {
+class Finetune : public MethodWithOptions<FinetuneOptions, SurgeryMethod> {
  public:
   bool SeveralTransferClasses() const override { return true; }
   void Check(const MethodCheck&) const override {

@@ -8,7 +8,7 @@
 #include <fmt/format.h>
 
 #include "experiments/data/dataset.h"
-#include "experiments/methods/method.h"
+#include "experiments/protocols/surgery.h"
 #include "experiments/surgery/injection.h"
 #include "store/errors.h"
 
@@ -26,7 +26,7 @@ struct LabelProbeOptions {
   }
 };
 
-class LabelProbe : public MethodWithOptions<LabelProbeOptions> {
+class LabelProbe : public MethodWithOptions<LabelProbeOptions, SurgeryMethod> {
  public:
   bool SeveralTransferClasses() const override { return true; }
   void Check(const MethodCheck&) const override {

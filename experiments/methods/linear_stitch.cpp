@@ -4,7 +4,7 @@
 // set A's class-4 row and bias to B's class-4 row composed with M: A' computes
 // w4_B · (M f_A(x) + m) + b4_B. Nothing else of A changes. Logs the stitch's relative error.
 // Works across widths. Reference: model stitching (Lenc & Vedaldi 2015; Bansal et al. 2021).
-#include "experiments/methods/method.h"
+#include "experiments/protocols/surgery.h"
 #include "experiments/surgery/injection.h"
 
 namespace tb {
@@ -19,7 +19,7 @@ struct LinearStitchOptions {
   }
 };
 
-class LinearStitch : public MethodWithOptions<LinearStitchOptions> {
+class LinearStitch : public MethodWithOptions<LinearStitchOptions, SurgeryMethod> {
  public:
   bool SeveralTransferClasses() const override { return true; }
   void Check(const MethodCheck&) const override { RequireAtLeast("ridge", opts().ridge, 0); }

@@ -1,23 +1,68 @@
 #include "experiments/surgery/concept_methods.h"
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <string_view>
+
 #include <fmt/format.h>
 
 #include "experiments/surgery/linear_algebra.h"
 #include "store/errors.h"
+#include "store/hash.h"
 
 namespace tb {
 namespace {
 
+// An SAE depends only on the features it is fitted to, its options and its seeds: every head
+// variant, calibration and source control of one A fits the same one. It is cached under
+// ctx.cache_dir by a digest of all of these (the features' bytes included), with its loss
+// curve, so a cached SAE is bit-for-bit the one training would give.
+std::string SaeKey(const torch::Tensor& features, const SaeOptions& o, int64_t concepts, uint64_t init_seed,
+                   uint64_t train_seed, const std::string& machine) {
+  const torch::Tensor cpu = features.to(torch::kCPU).to(torch::kFloat32).contiguous();
+  const std::string_view bytes(static_cast<const char*>(cpu.data_ptr()), static_cast<size_t>(cpu.numel()) * sizeof(float));
+  return JsonHash({{"kind", "sae"}, {"version", 1}, {"features", Sha256Hex(bytes)},
+                   {"shape", {cpu.size(0), cpu.size(1)}}, {"concepts", concepts}, {"l1", o.l1}, {"epochs", o.epochs},
+                   {"lr", o.lr}, {"batch_size", o.batch_size}, {"init_seed", init_seed}, {"train_seed", train_seed},
+                   {"machine", machine}});
+}
+
 SparseAutoencoder FitSae(Classifier& model, const Split& data, int64_t concepts, double l1, int64_t epochs,
                          MethodContext& ctx, const std::string& key, MetricMap& diag) {
+  namespace fs = std::filesystem;
   auto features = FeaturesOf(model, data.images, ctx.device);
-  torch::manual_seed(ctx.seed * 7 + (key == "a" ? 11 : 22));
-  SparseAutoencoder sae(features.size(1), concepts);
+  const uint64_t init_seed = ctx.seed * 7 + (key == "a" ? 11 : 22);
+  torch::manual_seed(init_seed);
+  SparseAutoencoder sae(features.size(1), concepts);  // drawn either way: the RNG moves alike
   sae->to(ctx.device);
   SaeOptions o;
   o.l1 = l1;
   o.epochs = epochs;
-  auto losses = TrainSae(sae, features, o, ctx.seed);
+  const std::string path =
+      ctx.cache_dir.empty() ? "" : ctx.cache_dir + "/sae-" + SaeKey(features, o, concepts, init_seed, ctx.seed, ctx.machine) + ".pt";
+  std::vector<double> losses;
+  if (!path.empty() && fs::exists(path)) {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path, torch::Device(torch::kCPU));
+    sae->load(archive);
+    sae->to(ctx.device);
+    sae->eval();
+    torch::Tensor curve;
+    archive.read("losses", curve);
+    losses.assign(curve.data_ptr<double>(), curve.data_ptr<double>() + curve.numel());
+  } else {
+    losses = TrainSae(sae, features, o, ctx.seed);
+    if (!path.empty()) {
+      fs::create_directories(ctx.cache_dir);
+      torch::serialize::OutputArchive archive;  // loaded onto the CPU, then to the run's device
+      sae->save(archive);
+      archive.write("losses", torch::tensor(losses, torch::kFloat64));
+      const std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
+      archive.save_to(tmp);
+      fs::rename(tmp, path);  // atomic: a concurrent run sees no file or the whole file
+    }
+  }
   for (size_t i = 0; i < losses.size(); ++i) ctx.log.Scalar(key + "/sae_loss", losses[i], static_cast<int64_t>(i + 1));
   diag[key + "_sae_loss_first"] = losses.empty() ? 0.0 : losses.front();
   diag[key + "_sae_loss_last"] = losses.empty() ? 0.0 : losses.back();

@@ -8,7 +8,7 @@
 
 #include <string>
 
-#include "experiments/methods/method.h"
+#include "experiments/protocols/surgery.h"
 #include "experiments/surgery/injection.h"
 #include "experiments/surgery/sae.h"
 
@@ -35,7 +35,7 @@ struct ConceptInjectionOptions {
   void Bind(Options& o);
 };
 
-class ConceptInjection : public MethodWithOptions<ConceptInjectionOptions> {
+class ConceptInjection : public MethodWithOptions<ConceptInjectionOptions, SurgeryMethod> {
  public:
   explicit ConceptInjection(bool preserve);
   void Check(const MethodCheck& check) const override;
@@ -65,7 +65,7 @@ struct ConceptAlignmentOptions {
   void Bind(Options& o);
 };
 
-class ConceptAlignment : public MethodWithOptions<ConceptAlignmentOptions> {
+class ConceptAlignment : public MethodWithOptions<ConceptAlignmentOptions, SurgeryMethod> {
  public:
   explicit ConceptAlignment(bool cross_architecture);
   void Check(const MethodCheck& check) const override;

@@ -12,7 +12,7 @@
 
 #include <torch/torch.h>
 
-#include "experiments/methods/method.h"
+#include "experiments/protocols/surgery.h"
 #include "experiments/surgery/sae.h"
 
 namespace tb {

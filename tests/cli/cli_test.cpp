@@ -27,9 +27,15 @@ TEST(CliTest, HelpAndRegistries) {
   EXPECT_EQ(RunCommand(kBin + "/transferbench --help").exit_code, 0);
   auto methods = RunCommand(kBin + "/transferbench list methods");
   EXPECT_EQ(methods.exit_code, 0);
-  EXPECT_EQ(methods.out,
-            "cascade_transplant\nconcept_injection\ncross_arch_alignment\ndirect_copy\nfinetune\nlabel_probe\n"
-            "linear_stitch\npreserved_concept_injection\nvector_space_alignment\n");
+  // Each method with the protocol it runs under.
+  std::string expected;
+  for (const char* m : {"cascade_transplant", "concept_injection", "cross_arch_alignment", "direct_copy", "finetune",
+                        "label_probe", "linear_stitch", "preserved_concept_injection", "vector_space_alignment"}) {
+    expected += std::string(m) + std::string(31 - std::string(m).size(), ' ') + "surgery\n";
+  }
+  EXPECT_EQ(methods.out, expected);
+  auto protocols = RunCommand(kBin + "/transferbench list protocols");
+  EXPECT_EQ(protocols.out.rfind("surgery      edit a target A with a source B", 0), 0u) << protocols.out;
   EXPECT_EQ(RunCommand(kBin + "/transferbench list models").out, "cnn2464\ndeep\nmega\nsuperwide\nverydeep\nwide\n");
   EXPECT_EQ(RunCommand(kBin + "/transferbench list datasets").out, "fashion-mnist\nidx\nmnist\n");
   EXPECT_EQ(RunCommand(kBin + "/transferbench list losses").out, "cross_entropy\nkd\n");
@@ -37,6 +43,8 @@ TEST(CliTest, HelpAndRegistries) {
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("steps"), std::string::npos);
   EXPECT_NE(help.out.find("train.epochs"), std::string::npos);
+  EXPECT_NE(help.out.find("protocol: surgery ("), std::string::npos) << help.out;
+  EXPECT_NE(help.out.find("transfer classes: any number"), std::string::npos) << help.out;
 }
 
 TEST(CliTest, BadInputIsOneLineAndExitCode2) {

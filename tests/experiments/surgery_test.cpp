@@ -103,13 +103,52 @@ class SurgeryRunTest : public ::testing::Test {
   std::string ZooDigest() {
     std::string all;
     std::vector<std::string> files;
-    for (const auto& e : std::filesystem::directory_iterator(dir_.path() + "/zoo")) files.push_back(e.path().string());
+    for (const auto& e : std::filesystem::directory_iterator(dir_.path() + "/zoo")) {
+      if (e.is_regular_file()) files.push_back(e.path().string());
+    }
     std::sort(files.begin(), files.end());
     for (const auto& f : files) all += Sha256File(f);
     return all;
   }
+  int64_t DerivedFiles(const std::string& dir) {
+    int64_t n = 0;
+    if (!std::filesystem::exists(dir + "/zoo/derived")) return 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir + "/zoo/derived")) n += e.is_regular_file() ? 1 : 0;
+    return n;
+  }
   testing::TempDir dir_;
 };
+
+// A's and B's SAEs are derived from zoo models alone: fitted once, then loaded by every head
+// variant and control of the same A, giving bit-for-bit what fitting them again gives.
+TEST_F(SurgeryRunTest, DerivedSaesAreCachedAndIdenticalToFreshOnes) {
+  const std::vector<std::pair<std::string, nlohmann::json>> quick = {{"sae_epochs", 3}, {"steps", 10}};
+  auto with_head = [&](const std::string& head) {
+    auto settings = quick;
+    settings.emplace_back("head", head);
+    return Execute("vector_space_alignment", settings);
+  };
+  RunOutcome keep = with_head("keep");
+  ASSERT_EQ(keep.status, RunStatus::kFinished) << keep.error;
+  EXPECT_EQ(DerivedFiles(dir_.path()), 2);  // A's and B's
+  RunOutcome copy = with_head("copy_row");  // both SAEs from the cache
+  ASSERT_EQ(copy.status, RunStatus::kFinished) << copy.error;
+  EXPECT_EQ(DerivedFiles(dir_.path()), 2);
+  EXPECT_EQ(copy.summary.at("vector_space_alignment/a_sae_loss_last"), keep.summary.at("vector_space_alignment/a_sae_loss_last"));
+  // The same run with nothing cached, in another results directory.
+  testing::TempDir fresh;
+  RunRequest r;
+  r.method = "vector_space_alignment";
+  r.settings = {{"dataset", "mnist"}, {"data.train_per_class", 60}, {"train.epochs", 2}, {"arch", "verydeep"},
+                {"threads", 1}, {"sae_epochs", 3}, {"steps", 10}, {"head", "copy_row"}};
+  PreparedRun p = PrepareRun(r);
+  RunOutcome alone = ExecuteRun(p, ResultPaths{fresh.path()}, ExecuteOptions{});
+  ASSERT_EQ(alone.status, RunStatus::kFinished) << alone.error;
+  for (const auto& [k, v] : alone.summary) {
+    if (k.rfind("time/", 0) == 0 || k.rfind("zoo/", 0) == 0 || std::isnan(v)) continue;
+    EXPECT_EQ(copy.summary.at(k), v) << k;
+  }
+}
 
 // Each method: it runs, its metrics are finite and in range, the zoo's A and B are untouched,
 // and a second run gives identical metrics.
