@@ -212,9 +212,19 @@ std::vector<std::string> Labelled(const TableSpec& spec, const TableRow& row) {
 
 }  // namespace
 
+nlohmann::json DeclaredOptions::RunLevel(const std::string& protocol) const {
+  nlohmann::json all = run;
+  if (auto s = scenario.find(protocol); s != scenario.end()) {
+    for (const auto& [k, v] : s->second.items()) all[k] = v;
+  }
+  return all;
+}
+
 nlohmann::json DeclaredOptions::Default(const std::string& method, const std::string& key) const {
   if (auto m = this->method.find(method); m != this->method.end() && m->second.contains(key)) return m->second.at(key);
-  return run.contains(key) ? run.at(key) : nlohmann::json();
+  const auto p = protocol.find(method);
+  const nlohmann::json level = RunLevel(p == protocol.end() ? "" : p->second);
+  return level.contains(key) ? level.at(key) : nlohmann::json();
 }
 
 std::vector<RunGroup> GroupRuns(RunStore& store, const TableSpec& spec) {

@@ -27,9 +27,12 @@ struct MetricColumn {
 // split evenly on an option, the one at the declared value is the method as declared and stays
 // unnamed. Empty: nothing is known to be the default, and an even split names every row.
 struct DeclaredOptions {
-  nlohmann::json run = nlohmann::json::object();  // run-level options (dataset, classes_a, train.*, ...)
+  nlohmann::json run = nlohmann::json::object();  // the run-level options every protocol shares (seed, source, ...)
+  std::map<std::string, nlohmann::json> scenario; // protocol → its scenario options (dataset, classes_a, train.*, ...)
   std::map<std::string, nlohmann::json> method;   // method → its own options
   std::map<std::string, std::string> protocol;    // method → the protocol it runs under
+  // The run-level and scenario options of `protocol`'s runs, with their declared values.
+  nlohmann::json RunLevel(const std::string& protocol) const;
   // The declared value of `key` for `method`, or null.
   nlohmann::json Default(const std::string& method, const std::string& key) const;
 };

@@ -215,7 +215,8 @@ SurgeryTables BuildSurgeryTables(RunStore& store, const std::string& suite, cons
   }
   // The run-level options a label_probe reference must share with the reading it is set against.
   std::vector<std::string> run_keys;
-  for (const auto& [k, v] : declared.run.items()) {
+  const nlohmann::json run_level = declared.RunLevel("surgery");
+  for (const auto& [k, v] : run_level.items()) {
     if (k != "arch_a" && k != "arch_b" && k != "seed" && k != "threads" && k != "device") run_keys.push_back(k);
   }
   SurgeryTables t;

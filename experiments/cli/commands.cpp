@@ -1,5 +1,6 @@
 #include "experiments/cli/commands.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -322,8 +323,10 @@ int TransferbenchMain(int argc, char** argv) {
       request.method = r->method;
       request.suite = "reproduce";
       request.tags = {"reproduce-of:" + r->id};
+      // The stored options (not what the protocol and runner added: method, dataset_sha256, ...).
+      const std::vector<std::string> names = OptionNames(r->method);
       for (const auto& [k, v] : r->config.items()) {
-        if (k != "method" && k != "dataset_sha256" && k != "runner_version") request.settings.emplace_back(k, v);
+        if (std::binary_search(names.begin(), names.end(), k)) request.settings.emplace_back(k, v);
       }
       PreparedRun prepared = PrepareRun(request);
       if (prepared.config_hash != r->config_hash) {

@@ -44,8 +44,9 @@ PreparedRun PrepareRun(const RunRequest& request) {
     }
   }
   if (p.config.threads < 0) throw BadInput(fmt::format("threads={}: expected 0 (all cores) or a positive count", p.config.threads));
-  p.protocol->Check(*p.method, request.method);
+  p.protocol->CheckScenario();
   WandbSettings::Resolve(p.wandb);  // a bad wandb.* value or WANDB_MODE is bad input too
+  p.protocol->CheckMethod(*p.method, request.method);
   const torch::Device device = ResolveDevice(p.config.device);
   const nlohmann::json identity = p.protocol->Identity();
   p.config_json = all.ToJson();
@@ -66,17 +67,24 @@ DeclaredOptions DeclaredDefaults() {
   Options common_options;
   common.Bind(common_options);
   d.run = common_options.ToJson();
-  for (const auto& name : Protocols().Names()) {
-    auto run = Protocols().Find(name).make();
-    const nlohmann::json scenario = run->options().ToJson();
-    for (const auto& [k, v] : scenario.items()) d.run[k] = v;
-  }
+  for (const auto& name : Protocols().Names()) d.scenario[name] = Protocols().Find(name).make()->options().ToJson();
   for (const auto& name : Methods().Names()) {
     auto m = Methods().Find(name).make();
     d.method[name] = m->options().ToJson();
     d.protocol[name] = m->protocol();
   }
   return d;
+}
+
+std::vector<std::string> OptionNames(const std::string& method) {
+  auto m = Methods().Find(method).make();
+  auto run = Protocols().Find(m->protocol()).make();
+  CommonOptions common;
+  Options all;
+  common.Bind(all);
+  all.Merge(run->options());
+  all.Merge(m->options());
+  return all.Names();
 }
 
 std::string RunHelp(const std::string& method) {

@@ -75,6 +75,9 @@ PreparedRun PrepareRun(const RunRequest& request);
 // the report (which row is the method as declared).
 DeclaredOptions DeclaredDefaults();
 
+// Every option a run of `method` accepts: the run-level ones, its protocol's, its own.
+std::vector<std::string> OptionNames(const std::string& method);
+
 // The full option set of a method plus the run-level options, for --help.
 std::string RunHelp(const std::string& method);
 

@@ -37,6 +37,8 @@ template <class OptionsStruct, class Interface>
 class MethodWithOptions : public Interface {
  public:
   MethodWithOptions() { opts_.Bind(options_); }
+  MethodWithOptions(const MethodWithOptions&) = delete;  // options_ points into opts_
+  MethodWithOptions& operator=(const MethodWithOptions&) = delete;
   Options& options() override { return options_; }
   const OptionsStruct& opts() const { return opts_; }
 

@@ -7,7 +7,8 @@
 //   const tb::ProtocolInfo& p = tb::Protocols().Find(method->protocol());
 //   std::unique_ptr<tb::ProtocolRun> run = p.make();
 //   all.Merge(run->options());                 // its scenario options, with defaults
-//   run->Check(*method, "direct_copy");        // before anything is trained or stored
+//   run->CheckScenario();                      // before anything is trained or stored
+//   run->CheckMethod(*method, "direct_copy");
 //   tb::MetricMap summary = run->Execute(*method, ctx);
 #pragma once
 
@@ -35,7 +36,8 @@ struct ResultPaths {
   std::string reports_dir() const { return results_dir + "/reports"; }
 };
 
-// What every protocol's run is given by the runner.
+// What every protocol's run is given by the runner, for the length of Execute only (it holds
+// references: a protocol keeps none of it).
 struct ProtocolContext {
   const ResultPaths& paths;
   RunStore& store;
@@ -56,9 +58,11 @@ class ProtocolRun {
   // A shorthand the protocol accepts beside its options (e.g. arch=X for arch_a and arch_b);
   // false when `key` is none of them.
   virtual bool SetShorthand(const std::string& key, const nlohmann::json& value, Options& all) { return false; }
-  // Validates the scenario and the method against it (BadInput naming the value); may put the
-  // scenario in canonical form. Nothing is trained or stored.
-  virtual void Check(Method& method, const std::string& method_name) = 0;
+  // Validates the scenario's options (BadInput naming the value) and may put the scenario in
+  // canonical form; then, separately, the method against the scenario. Nothing is trained or
+  // stored by either.
+  virtual void CheckScenario() = 0;
+  virtual void CheckMethod(Method& method, const std::string& method_name) = 0;
   // Loads what identifies the run's data; returns config entries beside the options (e.g.
   // dataset_sha256), part of the config hash.
   virtual nlohmann::json Identity() = 0;

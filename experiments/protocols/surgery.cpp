@@ -179,6 +179,8 @@ SurgeryMethod& AsSurgery(Method& method) {
 class SurgeryRun : public ProtocolRun {
  public:
   SurgeryRun() { config_.Bind(options_); }
+  SurgeryRun(const SurgeryRun&) = delete;  // options_ points into config_
+  SurgeryRun& operator=(const SurgeryRun&) = delete;
   Options& options() override { return options_; }
 
   bool SetShorthand(const std::string& key, const nlohmann::json& value, Options& all) override {
@@ -199,13 +201,16 @@ class SurgeryRun : public ProtocolRun {
     return false;
   }
 
-  void Check(Method& method, const std::string& method_name) override {
-    SurgeryMethod& m = AsSurgery(method);
+  void CheckScenario() override {
     Validate(config_);
     // The scenario is a set of classes: written in any order, it is the same run (and hash).
     for (auto* classes : {&config_.classes_a, &config_.classes_b, &config_.transfer}) {
       std::sort(classes->begin(), classes->end());
     }
+  }
+
+  void CheckMethod(Method& method, const std::string& method_name) override {
+    SurgeryMethod& m = AsSurgery(method);
     if (config_.transfer.size() > 1 && !m.SeveralTransferClasses()) {
       throw BadInput(fmt::format("transfer={}: {} moves one transfer class at a time (expected a single class; "
                                  "run one run per class)",
@@ -256,7 +261,7 @@ class SurgeryRun : public ProtocolRun {
     const double source_transfer_acc = Accuracy(Predict(*source, data.test.images), data.test.labels, c.transfer);
     torch::manual_seed(static_cast<uint64_t>(ctx.seed));
     MethodContext mctx{data,    target, source, ctx.device, ctx.log, static_cast<uint64_t>(ctx.seed),
-                       ctx.paths.zoo_dir() + "/derived",
+                       ctx.paths.results_dir + "/derived",
                        fmt::format("{} threads {} {}", ctx.device.str(), at::get_num_threads(), ctx.blas)};
     const double method_start = elapsed();
     MethodResult result = m.Run(mctx);

@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include <fmt/format.h>
+#include <torch/version.h>
 
 #include "experiments/surgery/linear_algebra.h"
 #include "store/errors.h"
@@ -20,9 +21,10 @@ namespace {
 // curve, so a cached SAE is bit-for-bit the one training would give.
 std::string SaeKey(const torch::Tensor& features, const SaeOptions& o, int64_t concepts, uint64_t init_seed,
                    uint64_t train_seed, const std::string& machine) {
-  const torch::Tensor cpu = features.to(torch::kCPU).to(torch::kFloat32).contiguous();
-  const std::string_view bytes(static_cast<const char*>(cpu.data_ptr()), static_cast<size_t>(cpu.numel()) * sizeof(float));
-  return JsonHash({{"kind", "sae"}, {"version", 1}, {"features", Sha256Hex(bytes)},
+  const torch::Tensor cpu = features.to(torch::kCPU).contiguous();
+  const std::string_view bytes(static_cast<const char*>(cpu.data_ptr()), static_cast<size_t>(cpu.nbytes()));
+  return JsonHash({{"kind", "sae"}, {"version", 1}, {"libtorch", TORCH_VERSION}, {"features", Sha256Hex(bytes)},
+                   {"dtype", std::string(c10::toString(cpu.scalar_type()))},
                    {"shape", {cpu.size(0), cpu.size(1)}}, {"concepts", concepts}, {"l1", o.l1}, {"epochs", o.epochs},
                    {"lr", o.lr}, {"batch_size", o.batch_size}, {"init_seed", init_seed}, {"train_seed", train_seed},
                    {"machine", machine}});
@@ -42,25 +44,45 @@ SparseAutoencoder FitSae(Classifier& model, const Split& data, int64_t concepts,
   const std::string path =
       ctx.cache_dir.empty() ? "" : ctx.cache_dir + "/sae-" + SaeKey(features, o, concepts, init_seed, ctx.seed, ctx.machine) + ".pt";
   std::vector<double> losses;
+  bool cached = false;
   if (!path.empty() && fs::exists(path)) {
-    torch::serialize::InputArchive archive;
-    archive.load_from(path, torch::Device(torch::kCPU));
-    sae->load(archive);
-    sae->to(ctx.device);
-    sae->eval();
-    torch::Tensor curve;
-    archive.read("losses", curve);
-    losses.assign(curve.data_ptr<double>(), curve.data_ptr<double>() + curve.numel());
-  } else {
+    try {
+      torch::serialize::InputArchive archive;
+      archive.load_from(path, torch::Device(torch::kCPU));  // saved from any device, read on the CPU
+      sae->load(archive);
+      sae->to(ctx.device);
+      sae->eval();
+      torch::Tensor curve;
+      archive.read("losses", curve);
+      curve = curve.to(torch::kFloat64).contiguous();
+      losses.assign(curve.data_ptr<double>(), curve.data_ptr<double>() + curve.numel());
+      cached = true;
+    } catch (const c10::Error& e) {
+      // An unreadable cache file is not the run's problem: fit the SAE again, as on a miss.
+      ctx.log.Text(fmt::format("{}: unreadable cached SAE, fitting it again", path));
+      losses.clear();
+      torch::manual_seed(init_seed);
+      sae = SparseAutoencoder(features.size(1), concepts);
+      sae->to(ctx.device);
+    }
+  }
+  if (!cached) {
     losses = TrainSae(sae, features, o, ctx.seed);
     if (!path.empty()) {
-      fs::create_directories(ctx.cache_dir);
-      torch::serialize::OutputArchive archive;  // loaded onto the CPU, then to the run's device
-      sae->save(archive);
-      archive.write("losses", torch::tensor(losses, torch::kFloat64));
+      // Best effort: a cache that cannot be written costs only time.
       const std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
-      archive.save_to(tmp);
-      fs::rename(tmp, path);  // atomic: a concurrent run sees no file or the whole file
+      try {
+        fs::create_directories(ctx.cache_dir);
+        torch::serialize::OutputArchive archive;
+        sae->save(archive);
+        archive.write("losses", torch::tensor(losses, torch::kFloat64));
+        archive.save_to(tmp);
+        fs::rename(tmp, path);  // atomic: a concurrent run sees no file or the whole file
+      } catch (const std::exception& e) {
+        std::error_code ec;
+        fs::remove(tmp, ec);
+        ctx.log.Text(fmt::format("{}: cannot cache the SAE ({})", path, e.what()));
+      }
     }
   }
   for (size_t i = 0; i < losses.size(); ++i) ctx.log.Scalar(key + "/sae_loss", losses[i], static_cast<int64_t>(i + 1));

@@ -112,8 +112,8 @@ class SurgeryRunTest : public ::testing::Test {
   }
   int64_t DerivedFiles(const std::string& dir) {
     int64_t n = 0;
-    if (!std::filesystem::exists(dir + "/zoo/derived")) return 0;
-    for (const auto& e : std::filesystem::directory_iterator(dir + "/zoo/derived")) n += e.is_regular_file() ? 1 : 0;
+    if (!std::filesystem::exists(dir + "/derived")) return 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir + "/derived")) n += e.is_regular_file() ? 1 : 0;
     return n;
   }
   testing::TempDir dir_;
