@@ -85,28 +85,35 @@ Measured Aggregated(const std::vector<const StoredGroup*>& chosen) {
   return m;
 }
 
-// The groups `accept` takes, by setting; the setting that stands: the main table's unnamed row
-// (the method as declared), then the one covering the most pairs, then the most runs, then the
-// first by hash (the cell names it).
-Measured Choose(const std::vector<StoredGroup>& groups, const std::function<bool(const StoredGroup&)>& accept) {
-  std::map<std::string, std::vector<const StoredGroup*>> by_setting;
-  for (const auto& g : groups) {
-    if (accept(g)) by_setting[g.setting].push_back(&g);
-  }
-  const std::vector<const StoredGroup*>* best = nullptr;
+// Groups by setting (what they share but what sets their cells apart: the pair, or the depth).
+using BySetting = std::map<std::string, std::vector<const StoredGroup*>>;
+
+// The setting that stands: the main table's unnamed row (the method as declared), then the one
+// with the most groups (each covers one pair, or one depth), then the most runs, then the first
+// by hash (the cell names it). Null if there is none.
+const std::vector<const StoredGroup*>* Best(const BySetting& by_setting) {
   auto rank = [](const std::vector<const StoredGroup*>& v) {
-    std::set<std::string> pairs;
     int64_t runs = 0, named = 0;
     for (const auto* g : v) {
-      pairs.insert(g->pair);
       runs += static_cast<int64_t>(g->transfer.size());
       named += g->group->variant.empty() ? 0 : 1;
     }
-    return std::make_tuple(-named, static_cast<int64_t>(pairs.size()), runs);
+    return std::make_tuple(-named, static_cast<int64_t>(v.size()), runs);
   };
+  const std::vector<const StoredGroup*>* best = nullptr;
   for (const auto& [setting, v] : by_setting) {
     if (!best || rank(v) > rank(*best)) best = &v;
   }
+  return best;
+}
+
+// The groups `accept` takes, by setting (the config but the pair); the Best one, aggregated.
+Measured Choose(const std::vector<StoredGroup>& groups, const std::function<bool(const StoredGroup&)>& accept) {
+  BySetting by_setting;
+  for (const auto& g : groups) {
+    if (accept(g)) by_setting[g.setting].push_back(&g);
+  }
+  const auto* best = Best(by_setting);
   if (!best) return {};
   Measured m = Aggregated(*best);
   m.alternatives = static_cast<int64_t>(by_setting.size()) - 1;
@@ -229,7 +236,7 @@ SurgeryTables BuildSurgeryTables(RunStore& store, const std::string& suite, cons
                                    "label_probe"}) {
     DepthRow row;
     row.method = method;
-    std::map<std::string, std::vector<const StoredGroup*>> by_setting;
+    BySetting by_setting;  // the config but the pair and the epochs
     for (const auto& g : groups) {
       for (int64_t e : t.epochs) {
         Selector s{method, {"wide:wide"}, method == "vector_space_alignment" ? "keep" : "", "trained", std::to_string(e)};
@@ -239,19 +246,8 @@ SurgeryTables BuildSurgeryTables(RunStore& store, const std::string& suite, cons
         by_setting[JsonHash(rest)].push_back(&g);
       }
     }
-    if (by_setting.empty()) continue;
-    auto rank = [](const std::vector<const StoredGroup*>& v) {
-      int64_t runs = 0, named = 0;
-      for (const auto* g : v) {
-        runs += static_cast<int64_t>(g->transfer.size());
-        named += g->group->variant.empty() ? 0 : 1;
-      }
-      return std::make_tuple(-named, static_cast<int64_t>(v.size()), runs);
-    };
-    const std::vector<const StoredGroup*>* best = nullptr;
-    for (const auto& [setting, v] : by_setting) {
-      if (!best || rank(v) > rank(*best)) best = &v;
-    }
+    const auto* best = Best(by_setting);
+    if (!best) continue;
     row.alternatives = static_cast<int64_t>(by_setting.size()) - 1;
     for (int64_t e : t.epochs) {
       std::vector<const StoredGroup*> cell;

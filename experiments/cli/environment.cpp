@@ -93,10 +93,14 @@ BlasInfo LoadedBlas() {
 }
 
 std::string BlasIdentity() {
-  const BlasInfo b = LoadedBlas();
-  std::string id = b.kind;
-  if (!b.config.empty()) id += " " + b.config;
-  if (!b.core.empty()) id += " " + b.core;
+  // Fixed for the process (the library and kernel are chosen when it loads): read once.
+  static const std::string id = [] {
+    const BlasInfo b = LoadedBlas();
+    std::string s = b.kind;
+    if (!b.config.empty()) s += " " + b.config;
+    if (!b.core.empty()) s += " " + b.core;
+    return s;
+  }();
   return id;
 }
 

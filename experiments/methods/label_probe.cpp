@@ -2,9 +2,9 @@
 // frozen; only its transfer-class row and bias are trained (logistic regression on A's
 // penultimate features, through the full 10-way softmax with the other rows fixed), on the
 // same class-4 and S_A training samples the surgery methods see. With several transfer classes
-// each has its own trained row and each sample is pulled toward its own class. Transfer that does not exceed
-// it did not come from B. Options: steps (200), lr (0.01), batch_size (64, half class-4, half
-// S_A samples).
+// each has its own trained row and each sample is pulled toward its own class. Transfer that
+// does not exceed it did not come from B. Options: steps (200), lr (0.01), batch_size (64, half
+// transfer-class, half S_A samples).
 #include <fmt/format.h>
 
 #include "experiments/data/dataset.h"
