@@ -13,6 +13,8 @@
 #include <memory>
 #include <thread>
 
+#include <malloc.h>
+
 #include <fmt/format.h>
 #include <torch/version.h>
 
@@ -208,12 +210,26 @@ void WarnIfReferenceBlas() {
   }
 }
 
+void KeepFreedMemory() {
+  static bool done = false;
+  if (done) return;
+  done = true;
+  // glibc serves blocks above its mmap threshold with fresh mappings and hands them back on
+  // free, so every large activation of a forward pass costs page faults: measured on a merge
+  // run here, 19.6 s of system time in 24.4 s. Keep freed memory in the heap instead (the
+  // largest threshold glibc accepts, and no trimming below 1 GiB); results are unchanged.
+  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+  mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
+  mallopt(M_TOP_PAD, 64 * 1024 * 1024);
+}
+
 int64_t ConfigureTorch(int64_t threads) {
   const int64_t n = threads > 0 ? threads : static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(static_cast<int>(n));
   // Deterministic cuBLAS needs a fixed workspace; set before the first CUDA call.
   setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
   at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/false);
+  KeepFreedMemory();
   return n;
 }
 

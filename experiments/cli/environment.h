@@ -54,6 +54,10 @@ GitState SourceGitState();
 // Prints one warning on stderr, once per process, when the reference BLAS is in use.
 void WarnIfReferenceBlas();
 
+// Keeps memory freed by LibTorch in the process (glibc's mallopt) rather than unmapping it,
+// which costs page faults on every large tensor; once per process. ConfigureTorch calls it.
+void KeepFreedMemory();
+
 // Makes this process deterministic: seeds torch, turns on deterministic algorithms and sets
 // the number of intra-op threads (0: all cores). Returns the number of threads in use.
 int64_t ConfigureTorch(int64_t threads);

@@ -16,12 +16,15 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "experiments/methods/method.h"
 #include "experiments/metrics/transfer.h"
+#include "experiments/models/model.h"
+#include "experiments/train/trainer.h"
 #include "store/logger.h"
 #include "store/options.h"
 #include "store/registry.h"
@@ -75,6 +78,17 @@ class ProtocolRun {
   // (glossary metrics and the method's diagnostics). Throws BadInput for bad input found late.
   virtual MetricMap Execute(Method& method, ProtocolContext& ctx) = 0;
 };
+
+// The run-level source control (DESIGN.md, "Control") applied to a zoo model, whose knowledge it
+// destroys while keeping its statistics: trained → an untouched copy (a method may not change the
+// zoo's model), random → a fresh model of the same spec (seeded with seed + 7777), shuffled →
+// every parameter tensor's entries permuted (seeded with seed · 7919 + the tensor's index).
+ModelPtr SourceControl(const ModelPtr& source, const std::string& control, uint64_t seed, torch::Device device);
+
+// Shared scenario checks (BadInput naming the value): a class list of distinct classes 0..9,
+// and training options (prefix e.g. "train.").
+void CheckClassList(const std::string& name, const std::vector<int64_t>& classes);
+void CheckTrainOptions(const TrainOptions& train, const std::string& prefix);
 
 struct ProtocolInfo {
   std::string name;

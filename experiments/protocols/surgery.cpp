@@ -53,19 +53,10 @@ namespace {
 uint64_t SeedA(int64_t seed) { return static_cast<uint64_t>(seed); }
 uint64_t SeedB(int64_t seed) { return static_cast<uint64_t>(seed) + 1000; }
 
-void CheckClasses(const std::string& name, const std::vector<int64_t>& classes) {
-  if (classes.empty()) throw BadInput(fmt::format("{}: expected at least one class", name));
-  std::set<int64_t> seen;
-  for (int64_t c : classes) {
-    if (c < 0 || c > 9) throw BadInput(fmt::format("{}={}: class {} out of range 0..9", name, fmt::join(classes, ","), c));
-    if (!seen.insert(c).second) throw BadInput(fmt::format("{}={}: class {} listed twice", name, fmt::join(classes, ","), c));
-  }
-}
-
 void Validate(const SurgeryScenario& c) {
-  CheckClasses("classes_a", c.classes_a);
-  CheckClasses("classes_b", c.classes_b);
-  CheckClasses("transfer", c.transfer);
+  CheckClassList("classes_a", c.classes_a);
+  CheckClassList("classes_b", c.classes_b);
+  CheckClassList("transfer", c.transfer);
   for (int64_t t : c.transfer) {
     if (std::find(c.classes_b.begin(), c.classes_b.end(), t) == c.classes_b.end()) {
       throw BadInput(fmt::format("transfer={}: class {} is not in classes_b ({})", fmt::join(c.transfer, ","), t,
@@ -83,12 +74,7 @@ void Validate(const SurgeryScenario& c) {
     }
   }
   if (c.train_per_class < 0) throw BadInput(fmt::format("data.train_per_class={}: expected >= 0", c.train_per_class));
-  if (c.train.epochs < 0) throw BadInput(fmt::format("train.epochs={}: expected >= 0", c.train.epochs));
-  if (!(c.train.lr > 0)) throw BadInput(fmt::format("train.lr={}: expected > 0", c.train.lr));
-  if (c.train.batch_size < 1) throw BadInput(fmt::format("train.batch_size={}: expected >= 1", c.train.batch_size));
-  if (!(c.train.val_fraction >= 0 && c.train.val_fraction < 1)) {
-    throw BadInput(fmt::format("train.val_fraction={}: expected a value in [0, 1)", c.train.val_fraction));
-  }
+  CheckTrainOptions(c.train, "train.");
   if (!(c.calibrate_threshold >= 0 && c.calibrate_threshold <= 1)) {
     throw BadInput(fmt::format("calibrate.threshold={}: expected a share of preservation in [0, 1]", c.calibrate_threshold));
   }
@@ -127,28 +113,6 @@ ScenarioData BuildScenario(const Dataset& ds, const SurgeryScenario& c, int64_t 
   all.insert(all.end(), c.classes_b.begin(), c.classes_b.end());
   d.test = SelectClasses(ds.test, all);
   return d;
-}
-
-// The source control (DESIGN.md, "Control"): B's knowledge destroyed, its statistics kept.
-ModelPtr ApplyControl(const ModelPtr& source, const std::string& control, int64_t seed, torch::Device device) {
-  if (control == "trained") return CloneModel(source);  // a method may not change the zoo's B
-  if (control == "random") {
-    torch::manual_seed(SeedB(seed) + 7777);
-    ModelPtr fresh = MakeModel(source->spec());
-    fresh->to(device);
-    fresh->eval();
-    return fresh;
-  }
-  // shuffled: every parameter tensor's entries permuted; same values, no structure.
-  ModelPtr shuffled = CloneModel(source);
-  torch::NoGradGuard no_grad;
-  uint64_t i = 0;
-  for (auto& p : shuffled->parameters()) {
-    auto perm = torch::tensor(PortablePermutation(p.numel(), SeedB(seed) * 7919ULL + i++), torch::kInt64).to(device);
-    p.copy_(p.reshape({-1}).index_select(0, perm).reshape(p.sizes()));
-  }
-  shuffled->eval();
-  return shuffled;
 }
 
 // calibrate=control: the largest shift of the transfer classes' biases (one shift for all of
@@ -256,7 +220,7 @@ class SurgeryRun : public ProtocolRun {
     ZooEntry b = zoo.Get(MakeZooRequest(ds, c, c.arch_b, c.classes_b, SeedB(ctx.seed), ctx), &ctx.log, "zoo/b/");
     ctx.log.Text(fmt::format("source B {} on {}: {} ({})", c.arch_b, fmt::join(c.classes_b, ","),
                              b.trained ? "trained" : "from the zoo", b.hash.substr(0, 12)));
-    ModelPtr source = ApplyControl(b.model, ctx.source, ctx.seed, ctx.device);
+    ModelPtr source = SourceControl(b.model, ctx.source, SeedB(ctx.seed), ctx.device);
     ModelPtr target = CloneModel(a.model);
     const double source_transfer_acc = Accuracy(Predict(*source, data.test.images), data.test.labels, c.transfer);
     torch::manual_seed(static_cast<uint64_t>(ctx.seed));

@@ -13,7 +13,7 @@ namespace tb {
 namespace fs = std::filesystem;
 
 nlohmann::json ZooRequest::Spec() const {
-  return {{"dataset", dataset->name},
+  nlohmann::json spec = {{"dataset", dataset->name},
           {"dataset_sha256", dataset->sha256},
           {"arch", model.arch},
           {"activation", model.activation},
@@ -27,6 +27,8 @@ nlohmann::json ZooRequest::Spec() const {
           {"device", device.is_cuda() ? "cuda" : "cpu"},  // GPU kernels give other weights
           {"threads", threads},
           {"blas", blas}};
+  if (init_seed >= 0) spec["init_seed"] = init_seed;  // absent otherwise: older zoo keys stay valid
+  return spec;
 }
 
 std::string ZooRequest::Hash() const { return JsonHash(Spec()); }
@@ -71,7 +73,7 @@ ZooEntry Zoo::Get(const ZooRequest& request, RunLogger* log, const std::string& 
   ZooEntry entry;
   entry.hash = request.Hash();
   const std::string path = PathFor(entry.hash);
-  torch::manual_seed(request.seed);
+  torch::manual_seed(request.init_seed >= 0 ? static_cast<uint64_t>(request.init_seed) : request.seed);
   entry.model = MakeModel(request.model);
   entry.model->to(request.device);
   if (fs::exists(path)) {

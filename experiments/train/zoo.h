@@ -26,6 +26,9 @@ struct ZooRequest {
   ModelSpec model;
   std::vector<int64_t> classes;
   uint64_t seed = 0;
+  // The seed of the initial weights when they must not follow `seed` (models that share an
+  // initial checkpoint, as the merging report's zoo does); -1: `seed` seeds both.
+  int64_t init_seed = -1;
   TrainOptions train;
   int64_t train_per_class = 0;  // 0: every training sample of the classes
   torch::Device device = torch::kCPU;
