@@ -132,11 +132,68 @@ TableSpec NightlyTableSpec(const std::string& suite, DeclaredOptions declared) {
   s.suite = suite;
   s.group_keys = {"dataset", "pair", "method", "head", "source", "calibrate", "train.epochs"};
   s.group_headers = {"Dataset", "Model pair (source → target)", "Method", "Head", "Source", "Calibrate", "Epochs"};
+  s.protocol = "surgery";
   s.metrics = {{"transfer_rate", "Transfer %", true},
                {"preservation", "Preservation %", true},
                {"degradation", "Degradation (pts)", false},
                {"false_transfer", "False transfer %", true},
                {"joint_acc", "Joint acc %", true}};
+  return s;
+}
+
+TableSpec MergeTableSpec(const std::string& suite, DeclaredOptions declared) {
+  TableSpec s;
+  s.declared = std::move(declared);
+  s.title = fmt::format("TransferBench — suite {}: merging (C1 ∪ C2 from parents on C1 and on C2)", suite);
+  s.suite = suite;
+  s.protocol = "merge";
+  s.group_keys = {"dataset", "method", "parents_init", "source"};
+  s.group_headers = {"Dataset", "Method", "Parents' init", "Source"};
+  s.pooled_keys = {"classes_1", "classes_2"};
+  s.metrics = {{"iid_acc", "IID ep0 %", true},
+               {"iid_acc_ft1", "IID ep1 %", true},
+               {"iid_acc_ft2", "IID ep2 %", true},
+               {"iid_acc_ft5", "IID ep5 %", true},
+               {"ood_acc", "OOD %", true},
+               {"shift_acc", "Shift %", true},
+               {"normalized_acc", "Normalized %", true},
+               {"joint_acc", "Joint %", true},
+               {"per_task_acc", "Per-task %", true},
+               {"collapse", "Collapse %", true},
+               {"catchup_parents", "Catch-up parents (steps)", false},
+               {"catchup_parents_reached", "reached %", true},
+               {"catchup_union", "Catch-up union (steps)", false},
+               {"catchup_union_reached", "reached %", true},
+               {"stability", "Stability (max drop) %", true},
+               {"barrier_chord", "Barrier (chord)", false}};
+  s.note = "IID: 10-way top-1 on the test images of C1 ∪ C2 after 0/1/2/5 fine-tuning epochs; OOD: on the classes "
+           "outside C1 ∪ C2 (near 0 for a model that never saw them); Shift: C1 ∪ C2 rotated by shift.degrees; "
+           "catch-up: steps until IID reaches the parents' mean accuracy on their own classes / comes within 2 points "
+           "of union_retrain, over the runs that reached it (reached: how often). union_retrain, ensemble and "
+           "init_control are references; the ensemble is not one model and is not fine-tuned.";
+  return s;
+}
+
+TableSpec ContinualTableSpec(const std::string& suite, DeclaredOptions declared) {
+  TableSpec s;
+  s.declared = std::move(declared);
+  s.title = fmt::format("TransferBench — suite {}: continual learning (class-incremental)", suite);
+  s.suite = suite;
+  s.protocol = "continual";
+  s.group_keys = {"dataset", "method", "tasks", "source"};
+  s.group_headers = {"Dataset", "Method", "Tasks", "Source"};
+  s.metrics = {{"avg_acc", "Avg acc %", true},
+               {"forgetting_max", "Forgetting (max) %", true},
+               {"forgetting_first", "Forgetting (first) %", true},
+               {"bwt", "BWT %", true},
+               {"fwt", "FWT %", true},
+               {"avg_acc_task", "Task-aware avg acc %", true},
+               {"forgetting_max_task", "Task-aware forgetting %", true},
+               {"fwt_task", "Task-aware FWT %", true}};
+  s.note = "Accuracy after the last task, over every task (10-way head). With one 10-way head FWT is negative by "
+           "construction: a task not yet seen scores about 0 while the random-init model scores near chance on it. "
+           "The task-aware columns take the argmax within each task's own classes (Mammoth's task-IL setting), where "
+           "real forward transfer can show.";
   return s;
 }
 
@@ -179,11 +236,18 @@ std::vector<RunRecord> ReportRuns(RunStore& store, const std::string& suite) {
 
 namespace {
 
-// The config a group of seeds shares: without the machine keys and the seed.
-nlohmann::json GroupConfig(const RunRecord& run) {
+// The config a group of seeds shares: without the machine keys, the seed and the pooled keys.
+nlohmann::json GroupConfig(const RunRecord& run, const TableSpec& spec) {
   nlohmann::json c = MeasuredConfig(run);
   c.erase("seed");
+  for (const auto& k : spec.pooled_keys) c.erase(k);
   return c;
+}
+
+bool OfProtocol(const RunRecord& run, const TableSpec& spec) {
+  if (spec.protocol.empty()) return true;
+  const auto it = spec.declared.protocol.find(run.method);
+  return (it == spec.declared.protocol.end() ? std::string("surgery") : it->second) == spec.protocol;
 }
 
 std::string ConfigValue(const nlohmann::json& config, const std::string& key) {
@@ -233,7 +297,8 @@ std::vector<RunGroup> GroupRuns(RunStore& store, const TableSpec& spec) {
   std::map<std::string, RunGroup> groups;
   std::map<std::vector<std::string>, std::vector<std::string>> groups_of_display;
   for (RunRecord& run : ReportRuns(store, spec.suite)) {
-    nlohmann::json config = GroupConfig(run);
+    if (!OfProtocol(run, spec)) continue;
+    nlohmann::json config = GroupConfig(run, spec);
     config["method"] = run.method;
     const std::string id = JsonHash(config);
     auto [it, fresh] = groups.try_emplace(id);
@@ -367,7 +432,10 @@ std::string RenderMarkdown(const Table& t) {
     line += fmt::format(" {} |", row.runs);
     out += line + "\n";
   }
-  out += fmt::format("\n{} finished runs; mean ± sample standard deviation over seeds; n = runs per row (a cell that fewer of them logged gives its own n).\n", t.runs);
+  std::string over = "seeds";
+  for (const auto& k : t.spec.pooled_keys) over += ", " + k;
+  out += fmt::format("\n{} finished runs; mean ± sample standard deviation over {}; n = runs per row (a cell that fewer of them logged gives its own n).\n", t.runs, over);
+  if (!t.spec.note.empty()) out += "\n" + MarkdownCell(t.spec.note) + "\n";
   return out;
 }
 

@@ -44,6 +44,13 @@ struct TableSpec {
   std::vector<std::string> group_headers;
   std::vector<MetricColumn> metrics;
   DeclaredOptions declared;
+  // Only the runs of this protocol's methods (from declared.protocol; a method it does not know
+  // counts as surgery); "" = every run.
+  std::string protocol;
+  // Config keys pooled like the seed: a row's runs may differ in them (the merge table's
+  // parent pairs, classes_1 and classes_2).
+  std::vector<std::string> pooled_keys;
+  std::string note;  // a line under the Markdown table
 };
 
 struct Cell {
@@ -68,6 +75,14 @@ struct Table {
 // A suite's main table: one row per dataset × model pair × method × head × source × calibrate ×
 // epochs (an option a method does not have shows as –).
 TableSpec NightlyTableSpec(const std::string& suite, DeclaredOptions declared = {});
+
+// The merge protocol's table: dataset × method × parents' init × source, pooled over the
+// parent pairs (classes_1, classes_2) and seeds.
+TableSpec MergeTableSpec(const std::string& suite, DeclaredOptions declared = {});
+
+// The continual protocol's table: dataset × method (merge_continual named by its merge) × task
+// sequence × source.
+TableSpec ContinualTableSpec(const std::string& suite, DeclaredOptions declared = {});
 
 // One config group: the runs whose configs differ in the seed alone (and where they ran).
 struct RunGroup {

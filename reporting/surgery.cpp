@@ -422,12 +422,19 @@ std::vector<std::string> WriteSuiteReport(RunStore& store, const std::string& su
       pos = end + 1;
     }
   }
-  if (!extra.empty()) {
-    std::ofstream(paths.front(), std::ios::app) << extra;
+  if (!claims_csv.empty()) {
     const std::string claims_path = (std::filesystem::path(dir) / (name + "-claims.csv")).string();
     std::ofstream(claims_path) << claims_csv;
     paths.push_back(claims_path);
   }
+  // The other protocols' tables: each in its own files, and in the Markdown after the surgery's.
+  for (const TableSpec& spec : {MergeTableSpec(suite, declared), ContinualTableSpec(suite, declared)}) {
+    Table t = BuildTable(store, spec);
+    if (t.rows.empty()) continue;
+    for (auto& p : WriteTable(t, dir, name + "-" + spec.protocol)) paths.push_back(std::move(p));
+    extra += "\n" + RenderMarkdown(t);
+  }
+  if (!extra.empty()) std::ofstream(paths.front(), std::ios::app) << extra;
   return paths;
 }
 

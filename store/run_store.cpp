@@ -164,12 +164,17 @@ void CheckSuiteName(const std::string& name) {
                                "digit, at most 100 characters (it names the report files)",
                                name));
   }
-  // Taken by report files: all.* is the report of every suite, <suite>-claims.csv a suite's claims.
-  const std::string suffix = "-claims";
-  if (name == "all" || (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)) {
-    throw BadInput(fmt::format("suite name '{}': reserved (all.* is the report of every suite, NAME-claims.csv a "
-                               "suite's claims table)",
-                               name));
+  // Taken by report files: all.* is the report of every suite, <suite>-claims.csv a suite's
+  // claims, <suite>-<protocol>.* its other protocols' tables.
+  auto ends_with = [&](const std::string& suffix) {
+    return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  for (const char* suffix : {"-claims", "-merge", "-continual", "-zoo"}) {
+    if (name == "all" || ends_with(suffix)) {
+      throw BadInput(fmt::format("suite name '{}': reserved (all.* is the report of every suite; NAME-claims, "
+                                 "NAME-merge, NAME-continual and NAME-zoo a suite's other tables)",
+                                 name));
+    }
   }
 }
 

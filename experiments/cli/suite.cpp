@@ -80,7 +80,16 @@ Suite LoadSuite(const std::string& path, const std::string& name_override) {
       throw BadInput(fmt::format("{}: each matrix entry must be an object with a \"method\"", path));
     }
     std::vector<std::pair<std::string, Ordered>> axes;
+    // An entry's own "set" replaces the suite's (an entry of another protocol, whose scenario
+    // options differ, says its own).
+    auto current = common;
+    if (entry.contains("set")) {
+      if (!entry["set"].is_object()) throw BadInput(fmt::format("{}: a matrix entry's \"set\" must be an object", path));
+      current.clear();
+      for (const auto& [k, v] : entry["set"].items()) current.emplace_back(k, nlohmann::json::parse(v.dump()));
+    }
     for (const auto& [k, v] : entry.items()) {
+      if (k == "set") continue;
       Ordered values = v.is_array() ? v : Ordered::array({v});
       if (values.empty()) throw BadInput(fmt::format("{}: matrix key \"{}\" has no values", path, k));
       if (k == "method") {
@@ -90,7 +99,6 @@ Suite LoadSuite(const std::string& path, const std::string& name_override) {
       }
       axes.emplace_back(k, values);
     }
-    auto current = common;
     Expand(axes, 0, current, "", s.name, s.runs);
   }
   return s;

@@ -200,8 +200,8 @@ torch::Tensor InputGram(const torch::Tensor& weight, const torch::Tensor& input)
   } else {
     x = input.reshape({input.size(0), -1});
   }
-  x = torch::cat({x, torch::ones({x.size(0), 1}, x.options())}, 1).to(torch::kDouble);
-  return x.t().mm(x);
+  x = torch::cat({x, torch::ones({x.size(0), 1}, x.options())}, 1);
+  return x.t().mm(x).to(torch::kDouble);  // float products (the patches are large), solved in double
 }
 
 Weights RegMeanMerge(const std::vector<Weights>& parents,
@@ -216,16 +216,20 @@ Weights RegMeanMerge(const std::vector<Weights>& parents,
   std::map<std::string, torch::Tensor> merged;
   for (const auto& [layer, gram0] : grams[0]) {
     const torch::Tensor weight0 = w[0].at(layer + ".weight");
-    torch::Tensor lhs = torch::zeros_like(gram0), rhs;
+    torch::Tensor lhs = torch::zeros_like(gram0), rhs, mean_wb;
     for (size_t p = 0; p < parents.size(); ++p) {
       const torch::Tensor& gram = g[p].at(layer);
       const torch::Tensor reduced = alpha * gram + (1 - alpha) * torch::diag(torch::diag(gram));
       const torch::Tensor wb = WithBias(w[p].at(layer + ".weight"), w[p].at(layer + ".bias")).to(torch::kDouble);
       lhs.add_(reduced);
       rhs = rhs.defined() ? rhs + reduced.mm(wb.t()) : reduced.mm(wb.t());
+      mean_wb = mean_wb.defined() ? mean_wb + wb / static_cast<double>(parents.size()) : wb / static_cast<double>(parents.size());
     }
-    // A ridge of 10⁻¹⁰ of the mean diagonal keeps never-active inputs (dead units) solvable.
-    lhs.add_(torch::eye(lhs.size(0), lhs.options()) * (1e-10 * torch::diag(lhs).mean().item<double>() + 1e-30));
+    // A ridge of 10⁻¹⁰ of the mean diagonal keeps never-active inputs (dead units) solvable, and
+    // pulls their weights toward the parents' mean rather than toward 0.
+    const double ridge = 1e-10 * torch::diag(lhs).mean().item<double>() + 1e-30;
+    lhs.add_(torch::eye(lhs.size(0), lhs.options()) * ridge);
+    rhs.add_(ridge * mean_wb.t());
     const torch::Tensor solved = torch::linalg_solve(lhs, rhs).t().to(weight0.scalar_type());  // [out, in + 1]
     merged[layer + ".weight"] = solved.slice(1, 0, solved.size(1) - 1).reshape(weight0.sizes()).contiguous();
     merged[layer + ".bias"] = solved.select(1, solved.size(1) - 1).contiguous();

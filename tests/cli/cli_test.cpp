@@ -29,13 +29,21 @@ TEST(CliTest, HelpAndRegistries) {
   EXPECT_EQ(methods.exit_code, 0);
   // Each method with the protocol it runs under.
   std::string expected;
-  for (const char* m : {"cascade_transplant", "concept_injection", "cross_arch_alignment", "direct_copy", "finetune",
-                        "label_probe", "linear_stitch", "preserved_concept_injection", "vector_space_alignment"}) {
-    expected += std::string(m) + std::string(31 - std::string(m).size(), ' ') + "surgery\n";
+  for (const auto& [m, protocol] : std::vector<std::pair<std::string, std::string>>{
+           {"cascade_transplant", "surgery"}, {"concept_injection", "surgery"}, {"cross_arch_alignment", "surgery"},
+           {"direct_copy", "surgery"}, {"ensemble", "merge"}, {"finetune", "surgery"}, {"fisher_merge", "merge"},
+           {"init_control", "merge"}, {"joint_retrain", "continual"}, {"label_probe", "surgery"},
+           {"linear_stitch", "surgery"}, {"merge_continual", "continual"}, {"permutation_merge", "merge"},
+           {"preserved_concept_injection", "surgery"}, {"regmean", "merge"}, {"sequential_finetune", "continual"},
+           {"task_arithmetic", "merge"}, {"ties_merge", "merge"}, {"union_retrain", "merge"},
+           {"vector_space_alignment", "surgery"}, {"weight_average", "merge"}}) {
+    expected += m + std::string(31 - m.size(), ' ') + protocol + "\n";
   }
   EXPECT_EQ(methods.out, expected);
   auto protocols = RunCommand(kBin + "/transferbench list protocols");
-  EXPECT_EQ(protocols.out.rfind("surgery      edit a target A with a source B", 0), 0u) << protocols.out;
+  EXPECT_EQ(protocols.out.rfind("continual    fold a class-incremental task sequence", 0), 0u) << protocols.out;
+  EXPECT_NE(protocols.out.find("\nmerge        make one model for C1 ∪ C2"), std::string::npos) << protocols.out;
+  EXPECT_NE(protocols.out.find("\nsurgery      edit a target A with a source B"), std::string::npos) << protocols.out;
   EXPECT_EQ(RunCommand(kBin + "/transferbench list models").out, "cnn2464\ndeep\nmega\nsuperwide\nverydeep\nwide\n");
   EXPECT_EQ(RunCommand(kBin + "/transferbench list datasets").out, "fashion-mnist\nidx\nmnist\n");
   EXPECT_EQ(RunCommand(kBin + "/transferbench list losses").out, "cross_entropy\nkd\n");
@@ -99,12 +107,21 @@ TEST(CliTest, QuickNightlyEndToEnd) {
   auto first = RunCommand(Tb(dir.path(), "nightly --quick"));
   ASSERT_EQ(first.exit_code, 0) << first.out;
   const std::string db = dir / "runs.db";
-  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs WHERE suite = 'nightly-quick' AND status = 'finished'"), 16);
+  // 16 surgery runs, 9 merge runs (every method and reference), 3 continual runs.
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs WHERE suite = 'nightly-quick' AND status = 'finished'"), 28);
   EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs WHERE status != 'finished'"), 0);
   // Glossary metrics in every run's summary; A and B trained once per dataset x arch.
   EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM summary WHERE key IN ('transfer_rate', 'preservation', "
-                          "'acc_before', 'acc_after', 'degradation', 'false_transfer', 'joint_acc')"), 16 * 7);
-  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM models"), 8);
+                          "'acc_before', 'acc_after', 'degradation', 'false_transfer', 'joint_acc') AND run_id IN "
+                          "(SELECT id FROM runs WHERE method IN ('direct_copy', 'finetune'))"), 16 * 7);
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM summary WHERE key IN ('iid_acc', 'ood_acc', 'shift_acc', "
+                          "'normalized_acc', 'joint_acc', 'per_task_acc', 'collapse')"), 9 * 7 + 16);  // + surgery's joint_acc
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM summary WHERE key IN ('avg_acc', 'forgetting_max', "
+                          "'forgetting_first', 'bwt', 'fwt', 'avg_acc_task', 'fwt_task')"), 3 * 7);
+  // Zoo: A and B once per dataset x arch (8); parents and union model of the merge config (3);
+  // the continual config's tasks 23 and 45 and the joint 0123 and 012345 (4: task 01 is the
+  // merge config's first parent, the same request).
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM models"), 15);
   EXPECT_GT(CountRows(db, "SELECT COUNT(*) FROM metrics"), 0);
   for (const char* ext : {"md", "tex", "csv"}) {
     EXPECT_TRUE(std::filesystem::exists(dir / (std::string("reports/nightly-quick.") + ext))) << ext;
@@ -114,13 +131,20 @@ TEST(CliTest, QuickNightlyEndToEnd) {
   EXPECT_NE(md.find("| fashion-mnist | verydeep → verydeep | direct_copy | – | shuffled | none | 1 |"), std::string::npos)
       << md;
   EXPECT_NE(md.find("16 finished runs"), std::string::npos) << md;
+  // The merge and continual tables, in the Markdown and in their own files.
+  EXPECT_NE(md.find("| mnist | weight_average | shared | trained |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| mnist | merge_continual | 01,23,45 | trained |"), std::string::npos) << md;
+  for (const char* file : {"nightly-quick-merge.md", "nightly-quick-merge.tex", "nightly-quick-merge.csv",
+                           "nightly-quick-continual.md", "nightly-quick-continual.tex", "nightly-quick-continual.csv"}) {
+    EXPECT_TRUE(std::filesystem::exists(dir / (std::string("reports/") + file))) << file;
+  }
   EXPECT_NE(first.out.find("report: " + dir.path() + "/reports/nightly-quick.md"), std::string::npos);
 
   // Resume: everything is done already.
   auto again = RunCommand(Tb(dir.path(), "nightly --quick"));
   ASSERT_EQ(again.exit_code, 0) << again.out;
-  EXPECT_NE(again.out.find("0 ran (0 failed), 16 already done"), std::string::npos) << again.out;
-  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs"), 16);
+  EXPECT_NE(again.out.find("0 ran (0 failed), 28 already done"), std::string::npos) << again.out;
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs"), 28);
 
   // show and reproduce a stored run: identical metrics.
   SQLite::Database d(db, SQLite::OPEN_READONLY);

@@ -362,7 +362,7 @@ TEST(WandbMirrorTest, NightlySuiteMirrorsEveryRun) {
                       " nightly --quick --set wandb.interval=0.5");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   ExpectDeliveredExactly(server, dir / "runs.db", 0);
-  EXPECT_EQ(server.runs().size(), 16u);
+  EXPECT_EQ(server.runs().size(), 28u);  // 16 surgery, 9 merge, 3 continual runs
   RunStore store(dir / "runs.db");
   EXPECT_TRUE(MirrorOutbox(store, server.url()).PendingRuns().empty());
   for (const auto& v : server.upserts()) EXPECT_EQ(v["groupName"], "nightly-quick");
