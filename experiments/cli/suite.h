@@ -1,6 +1,8 @@
 // Suites: JSON files listing methods x scenarios x seeds x options. Each matrix entry maps
 // option names (and "method") to a value or a list of values; the runs are the cartesian
-// product, in the order the keys are written. "set" holds settings common to every run.
+// product, in the order the keys are written. "set" holds settings common to every run; an
+// entry's own "set" replaces it for that entry's runs (an entry of another protocol, whose
+// scenario options differ, gives its own).
 //
 //   {"name": "nightly",
 //    "set": {"train.epochs": 5},
