@@ -180,8 +180,8 @@ TableSpec ContinualTableSpec(const std::string& suite, DeclaredOptions declared)
   s.title = fmt::format("TransferBench — suite {}: continual learning (class-incremental)", suite);
   s.suite = suite;
   s.protocol = "continual";
-  s.group_keys = {"dataset", "method", "tasks", "source"};
-  s.group_headers = {"Dataset", "Method", "Tasks", "Source"};
+  s.group_keys = {"dataset", "method", "merge", "tasks", "source"};
+  s.group_headers = {"Dataset", "Method", "Merge", "Tasks", "Source"};
   s.metrics = {{"avg_acc", "Avg acc %", true},
                {"forgetting_max", "Forgetting (max) %", true},
                {"forgetting_first", "Forgetting (first) %", true},

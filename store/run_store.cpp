@@ -534,11 +534,8 @@ void RunStore::PutModel(const ModelRecord& model) {
   upsert.exec();
 }
 
-std::optional<ModelRecord> RunStore::GetModel(const std::string& hash) {
-  SQLite::Statement q(*db_,
-                      "SELECT hash, path, spec, metrics, train_seconds, created_at FROM models WHERE hash = ?");
-  q.bind(1, hash);
-  if (!q.executeStep()) return std::nullopt;
+namespace {
+ModelRecord ModelFromRow(SQLite::Statement& q) {
   ModelRecord m;
   m.hash = q.getColumn(0).getString();
   m.path = q.getColumn(1).getString();
@@ -547,6 +544,24 @@ std::optional<ModelRecord> RunStore::GetModel(const std::string& hash) {
   m.train_seconds = q.getColumn(4).getDouble();
   m.created_at = q.getColumn(5).getDouble();
   return m;
+}
+}  // namespace
+
+std::optional<ModelRecord> RunStore::GetModel(const std::string& hash) {
+  SQLite::Statement q(*db_,
+                      "SELECT hash, path, spec, metrics, train_seconds, created_at FROM models WHERE hash = ?");
+  q.bind(1, hash);
+  if (!q.executeStep()) return std::nullopt;
+  return ModelFromRow(q);
+}
+
+std::vector<ModelRecord> RunStore::ModelsOfGrid(const std::string& grid) {
+  SQLite::Statement q(*db_, "SELECT hash, path, spec, metrics, train_seconds, created_at FROM models "
+                            "WHERE json_extract(spec, '$.grid') = ? ORDER BY hash");
+  q.bind(1, grid);
+  std::vector<ModelRecord> out;
+  while (q.executeStep()) out.push_back(ModelFromRow(q));
+  return out;
 }
 
 }  // namespace tb

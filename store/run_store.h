@@ -146,6 +146,8 @@ class RunStore {
   // The model zoo's index.
   void PutModel(const ModelRecord& model);
   std::optional<ModelRecord> GetModel(const std::string& hash);
+  // The model records whose spec has "grid": `grid` (a zoo grid's checkpoints and units), by hash.
+  std::vector<ModelRecord> ModelsOfGrid(const std::string& grid);
 
   // A run marked running whose heartbeat is older than this is shown as crashed.
   // Default 120 s; TRANSFERBENCH_STALE_SECONDS overrides it.

@@ -15,6 +15,7 @@
 #include <fmt/ranges.h>
 
 #include "experiments/cli/console.h"
+#include "experiments/cli/zoo_command.h"
 #include "experiments/cli/runner.h"
 #include "experiments/cli/suite.h"
 #include "experiments/data/dataset.h"
@@ -451,6 +452,8 @@ int TransferbenchMain(int argc, char** argv) {
                                                         : DatasetNames();
     for (const auto& n : names) std::cout << n << "\n";
   });
+
+  AddZooCommand(app, results, code);
 
   try {
     app.parse(argc, argv);

@@ -8,6 +8,7 @@
 #include <dlib/optimization/max_cost_assignment.h>
 #include <fmt/format.h>
 
+#include "experiments/data/dataset.h"
 #include "store/errors.h"
 
 namespace tb {
@@ -272,11 +273,12 @@ Permutations WeightMatching(Classifier& model1, Classifier& model2, uint64_t see
     if (l > 0 && l - 1 != except) w = PermuteInput(w, perm_tensor(l - 1), units[l - 1]);
     return std::pair{w, b};
   };
-  std::mt19937_64 rng(seed);
   for (int round = 0; round < max_rounds; ++round) {
-    std::vector<size_t> order(hidden);
-    std::iota(order.begin(), order.end(), 0);
-    std::shuffle(order.begin(), order.end(), rng);
+    // The layers' order: a portable permutation (the same on every standard library).
+    std::vector<size_t> order;
+    for (int64_t l : PortablePermutation(static_cast<int64_t>(hidden), seed * 1000003ULL + static_cast<uint64_t>(round))) {
+      order.push_back(static_cast<size_t>(l));
+    }
     bool changed = false;
     for (size_t l : order) {
       const int64_t n = units[l];

@@ -54,14 +54,27 @@ class TaskVectorMethod : public MethodWithOptions<Opts, MergeMethod> {
  public:
   explicit TaskVectorMethod(std::string combine) : combine_(std::move(combine)) {}
 
-  MergeResult Merge(MergeContext& ctx) override {
+  void Check() const override {
     const Opts& o = this->opts();
     if (o.has_lambda) {
       if (!(o.lambda >= 0 || o.lambda == -1)) throw BadInput(fmt::format("lambda={}: expected >= 0, or -1 to choose on validation", o.lambda));
       if (!(o.lambda_max >= 0)) throw BadInput(fmt::format("lambda.max={}: expected >= 0", o.lambda_max));
       if (!(o.lambda_step > 0)) throw BadInput(fmt::format("lambda.step={}: expected > 0", o.lambda_step));
+      if (o.lambda == -1 && !(o.lambda_step <= o.lambda_max)) {
+        throw BadInput(fmt::format("lambda.step={}: expected at most lambda.max={} (a grid of one point chooses nothing)",
+                                   o.lambda_step, o.lambda_max));
+      }
+      if (o.lambda == -1 && o.lambda_max / o.lambda_step > 1000) {
+        throw BadInput(fmt::format("lambda.step={}: the grid up to lambda.max={} would have {:.0f} points (expected at most 1000)",
+                                   o.lambda_step, o.lambda_max, o.lambda_max / o.lambda_step + 1));
+      }
     }
     if (!(o.density > 0 && o.density <= 1)) throw BadInput(fmt::format("density={}: expected a share in (0, 1]", o.density));
+  }
+
+  MergeResult Merge(MergeContext& ctx) override {
+    Check();
+    const Opts& o = this->opts();
     const Weights base = o.has_lambda ? GetWeights(*ctx.init) : Weights{};
     const std::vector<Weights> parents{GetWeights(*ctx.parent1), GetWeights(*ctx.parent2)};
     const ModelSpec spec = ctx.parent1->spec();

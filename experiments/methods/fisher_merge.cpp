@@ -18,8 +18,9 @@ struct FisherOptions {
 
 class FisherMergeMethod : public MethodWithOptions<FisherOptions, MergeMethod> {
  public:
+  void Check() const override { RequireAtLeast("samples", static_cast<double>(opts().samples), 1); }
   MergeResult Merge(MergeContext& ctx) override {
-    RequireAtLeast("samples", static_cast<double>(opts().samples), 1);
+    Check();
     const Split s1 = Subsample(ctx.data.train_1, opts().samples, ctx.seed * 31 + 1);
     const Split s2 = Subsample(ctx.data.train_2, opts().samples, ctx.seed * 31 + 2);
     const Weights f1 = DiagonalFisher(*ctx.parent1, s1.images.to(ctx.device), s1.labels.to(ctx.device));

@@ -13,6 +13,7 @@ struct NoOptions {
 class InitControl : public MethodWithOptions<NoOptions, MergeMethod> {
  public:
   bool IsReference() const override { return true; }
+  bool UsesParents() const override { return false; }
   MergeResult Merge(MergeContext& ctx) override {
     MergeResult r;
     r.model = ctx.init;

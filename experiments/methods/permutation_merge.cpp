@@ -4,7 +4,10 @@
 // W1 and the aligned W2. With a shared initial checkpoint the matching finds (nearly) the
 // identity and this is weight_average; with different ones it is the point of the method. The
 // loss barrier is measured on the path to the aligned W2.
+#include <fmt/format.h>
+
 #include "experiments/merge/merging.h"
+#include "store/errors.h"
 #include "experiments/protocols/merge.h"
 
 namespace tb {
@@ -17,8 +20,12 @@ struct PermutationOptions {
 
 class PermutationMerge : public MethodWithOptions<PermutationOptions, MergeMethod> {
  public:
-  MergeResult Merge(MergeContext& ctx) override {
+  void Check() const override {
     RequireAtLeast("rounds", static_cast<double>(opts().rounds), 1);
+    if (opts().rounds > 10000) throw BadInput(fmt::format("rounds={}: expected at most 10000", opts().rounds));
+  }
+  MergeResult Merge(MergeContext& ctx) override {
+    Check();
     const Permutations perms = WeightMatching(*ctx.parent1, *ctx.parent2, ctx.seed, static_cast<int>(opts().rounds));
     MergeResult r;
     r.aligned_parent2 = Permuted(*ctx.parent2, perms);

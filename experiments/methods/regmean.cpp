@@ -31,9 +31,12 @@ std::vector<std::pair<std::string, torch::Tensor>> Grams(Classifier& model, cons
 
 class RegMean : public MethodWithOptions<RegMeanOptions, MergeMethod> {
  public:
-  MergeResult Merge(MergeContext& ctx) override {
+  void Check() const override {
     if (!(opts().alpha >= 0 && opts().alpha <= 1)) throw BadInput(fmt::format("alpha={}: expected a share in [0, 1]", opts().alpha));
     RequireAtLeast("samples", static_cast<double>(opts().samples), 1);
+  }
+  MergeResult Merge(MergeContext& ctx) override {
+    Check();
     const Split s1 = Subsample(ctx.data.train_1, opts().samples, ctx.seed * 31 + 1);
     const Split s2 = Subsample(ctx.data.train_2, opts().samples, ctx.seed * 31 + 2);
     auto g1 = Grams(*ctx.parent1, {s1.images.to(ctx.device), s1.labels});

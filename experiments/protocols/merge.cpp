@@ -204,7 +204,7 @@ class MergeRun : public ProtocolRun {
     std::sort(c.classes_2.begin(), c.classes_2.end());
   }
 
-  void CheckMethod(Method& method, const std::string& method_name) override { AsMerge(method); }
+  void CheckMethod(Method& method, const std::string& method_name) override { AsMerge(method).Check(); }
 
   nlohmann::json Identity() override {
     return {{"dataset_sha256", LoadDataset(DataSpec{config_.dataset, config_.data_dir}).sha256}};
@@ -224,6 +224,10 @@ class MergeRun : public ProtocolRun {
 
   MetricMap Execute(Method& method, ProtocolContext& ctx) override {
     MergeMethod& m = AsMerge(method);
+    if (ctx.source != "trained" && !m.UsesParents()) {
+      throw BadInput(fmt::format("source={}: {} does not use the parents the control replaces (expected source=trained)",
+                                 ctx.source, ctx.method));
+    }
     const MergeScenario& c = config_;
     const auto t0 = std::chrono::steady_clock::now();
     auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };

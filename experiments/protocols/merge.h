@@ -69,6 +69,11 @@ class MergeMethod : public Method {
  public:
   std::string protocol() const override { return "merge"; }
   virtual bool IsReference() const { return false; }
+  // Whether the method reads the parents (union_retrain and init_control do not: the run-level
+  // source control, which replaces W2, means nothing to them and is refused).
+  virtual bool UsesParents() const { return true; }
+  // Checks the method's own options before anything is trained or stored (BadInput naming the value).
+  virtual void Check() const {}
   virtual MergeResult Merge(MergeContext& ctx) = 0;
 };
 

@@ -38,6 +38,11 @@ std::pair<double, int64_t> TrainStep(Classifier& model, torch::optim::Optimizer&
 
 TrainResult Train(Classifier& model, const Split& fit, const Split& val, const TrainOptions& options,
                   uint64_t seed, RunLogger* log, const std::string& prefix) {
+  return Train(model, fit, val, options, seed, log, prefix, EpochCallback());
+}
+
+TrainResult Train(Classifier& model, const Split& fit, const Split& val, const TrainOptions& options,
+                  uint64_t seed, RunLogger* log, const std::string& prefix, const EpochCallback& on_epoch) {
   if (options.epochs < 0) throw BadInput(fmt::format("epochs={}: expected >= 0", options.epochs));
   if (options.batch_size < 1) throw BadInput(fmt::format("batch_size={}: expected >= 1", options.batch_size));
   if (!(options.lr > 0)) throw BadInput(fmt::format("lr={}: expected > 0", options.lr));
@@ -75,11 +80,17 @@ TrainResult Train(Classifier& model, const Split& fit, const Split& val, const T
       log->Scalar(prefix + "train_acc", result.train_acc.back(), epoch + 1);
       log->Scalar(prefix + "val_acc", val_acc, epoch + 1);
     }
+    bool stop = false;
     if (options.early_stopping && result.val_acc.size() >= 3) {
       auto last = result.val_acc.end() - 3;
       auto [lo, hi] = std::minmax_element(last, result.val_acc.end());
-      if (*hi - *lo <= 0.0005) break;
+      stop = *hi - *lo <= 0.0005;
     }
+    if (on_epoch) {
+      model.eval();
+      on_epoch(epoch + 1, stop || epoch + 1 == options.epochs, result);
+    }
+    if (stop) break;
   }
   model.eval();
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

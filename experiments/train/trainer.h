@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,12 @@ std::pair<double, int64_t> TrainStep(Classifier& model, torch::optim::Optimizer&
 // epoch) when `log` is given.
 TrainResult Train(Classifier& model, const Split& fit, const Split& val, const TrainOptions& options,
                   uint64_t seed, RunLogger* log, const std::string& prefix);
+
+// Called after every epoch (numbered from 1, after its validation) with whether training stops
+// after it (early stopping or the last epoch): a zoo saves its checkpoints from it.
+using EpochCallback = std::function<void(int64_t epoch, bool last, const TrainResult& so_far)>;
+TrainResult Train(Classifier& model, const Split& fit, const Split& val, const TrainOptions& options,
+                  uint64_t seed, RunLogger* log, const std::string& prefix, const EpochCallback& on_epoch);
 
 // The device named by "auto" (CUDA if available, else CPU), "cpu" or "cuda".
 torch::Device ResolveDevice(const std::string& name);
