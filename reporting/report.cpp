@@ -165,7 +165,7 @@ TableSpec MergeTableSpec(const std::string& suite, DeclaredOptions declared) {
                {"catchup_union", "Catch-up union (steps)", false},
                {"catchup_union_reached", "reached %", true},
                {"stability", "Stability (max drop) %", true},
-               {"barrier_chord", "Barrier (chord)", false}};
+               {"barrier_rebasin", "Barrier (Re-Basin)", false}};
   s.note = "IID: 10-way top-1 on the test images of C1 ∪ C2 after 0/1/2/5 fine-tuning epochs; OOD: on the classes "
            "outside C1 ∪ C2 (near 0 for a model that never saw them); Shift: C1 ∪ C2 rotated by shift.degrees; "
            "catch-up: steps until IID reaches the parents' mean accuracy on their own classes / comes within 2 points "
