@@ -555,6 +555,14 @@ std::optional<ModelRecord> RunStore::GetModel(const std::string& hash) {
   return ModelFromRow(q);
 }
 
+int64_t RunStore::CountGridUnits(const std::string& grid) {
+  SQLite::Statement q(*db_, "SELECT COUNT(*) FROM models WHERE json_extract(spec, '$.grid') = ? "
+                            "AND json_extract(spec, '$.index') IS NOT NULL");
+  q.bind(1, grid);
+  q.executeStep();
+  return q.getColumn(0).getInt64();
+}
+
 std::vector<ModelRecord> RunStore::ModelsOfGrid(const std::string& grid) {
   SQLite::Statement q(*db_, "SELECT hash, path, spec, metrics, train_seconds, created_at FROM models "
                             "WHERE json_extract(spec, '$.grid') = ? ORDER BY hash");

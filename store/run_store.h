@@ -148,6 +148,9 @@ class RunStore {
   std::optional<ModelRecord> GetModel(const std::string& hash);
   // The model records whose spec has "grid": `grid` (a zoo grid's checkpoints and units), by hash.
   std::vector<ModelRecord> ModelsOfGrid(const std::string& grid);
+  // How many of those are training units (their spec has an "index"), counted in SQL: a build's
+  // progress line asks twice a second.
+  int64_t CountGridUnits(const std::string& grid);
 
   // A run marked running whose heartbeat is older than this is shown as crashed.
   // Default 120 s; TRANSFERBENCH_STALE_SECONDS overrides it.

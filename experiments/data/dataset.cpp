@@ -109,6 +109,15 @@ Split SelectClasses(const Split& split, const std::vector<int64_t>& classes) {
   return Split{split.images.index_select(0, idx), split.labels.index_select(0, idx)};
 }
 
+Split ConcatSplits(const std::vector<Split>& parts) {
+  std::vector<torch::Tensor> images, labels;
+  for (const auto& p : parts) {
+    images.push_back(p.images);
+    labels.push_back(p.labels);
+  }
+  return {torch::cat(images), torch::cat(labels)};
+}
+
 Split LimitPerClass(const Split& split, int64_t per_class) {
   if (per_class <= 0) return split;
   std::map<int64_t, int64_t> seen;

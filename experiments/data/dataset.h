@@ -54,6 +54,8 @@ std::string DataRoot();
 // The samples whose label is in `classes`, in their original order.
 Split SelectClasses(const Split& split, const std::vector<int64_t>& classes);
 
+// The splits one after the other.
+Split ConcatSplits(const std::vector<Split>& parts);
 // At most `per_class` samples of each class (the first ones, in order); 0 keeps all.
 Split LimitPerClass(const Split& split, int64_t per_class);
 

@@ -5,10 +5,6 @@
 namespace tb {
 namespace {
 
-struct NoOptions {
-  void Bind(Options&) {}
-};
-
 class Ensemble : public MethodWithOptions<NoOptions, MergeMethod> {
  public:
   bool IsReference() const override { return true; }

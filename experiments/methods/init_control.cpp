@@ -6,10 +6,6 @@
 namespace tb {
 namespace {
 
-struct NoOptions {
-  void Bind(Options&) {}
-};
-
 class InitControl : public MethodWithOptions<NoOptions, MergeMethod> {
  public:
   bool IsReference() const override { return true; }

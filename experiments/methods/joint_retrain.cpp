@@ -5,10 +5,6 @@
 namespace tb {
 namespace {
 
-struct NoOptions {
-  void Bind(Options&) {}
-};
-
 class JointRetrain : public MethodWithOptions<NoOptions, ContinualMethod> {
  public:
   ModelPtr Step(ContinualStep& s) override { return s.joint_model(s.data.classes); }

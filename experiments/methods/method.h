@@ -31,6 +31,11 @@ class Method {
 // Shared check: BadInput "option=value: expected at least minimum".
 void RequireAtLeast(const std::string& option, double value, double minimum);
 
+// The options struct of a method that has none.
+struct NoOptions {
+  void Bind(Options&) {}
+};
+
 // Binds an options struct (with a Bind(Options&) member) to the method's option set; `Interface`
 // is the protocol's method interface.
 template <class OptionsStruct, class Interface>

@@ -7,10 +7,6 @@
 namespace tb {
 namespace {
 
-struct NoOptions {
-  void Bind(Options&) {}
-};
-
 class SequentialFinetune : public MethodWithOptions<NoOptions, ContinualMethod> {
  public:
   ModelPtr Step(ContinualStep& s) override {

@@ -6,10 +6,6 @@
 namespace tb {
 namespace {
 
-struct NoOptions {
-  void Bind(Options&) {}
-};
-
 class UnionRetrain : public MethodWithOptions<NoOptions, MergeMethod> {
  public:
   bool IsReference() const override { return true; }

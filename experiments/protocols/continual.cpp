@@ -75,15 +75,6 @@ std::vector<int64_t> Joined(const std::vector<std::vector<int64_t>>& tasks, size
   return all;
 }
 
-Split Concat(const std::vector<Split>& parts) {
-  std::vector<torch::Tensor> images, labels;
-  for (const auto& p : parts) {
-    images.push_back(p.images);
-    labels.push_back(p.labels);
-  }
-  return {torch::cat(images), torch::cat(labels)};
-}
-
 ContinualMethod& AsContinual(Method& method) {
   auto* m = dynamic_cast<ContinualMethod*>(&method);
   if (!m) throw std::logic_error("continual protocol given a method that is not a ContinualMethod");
@@ -99,10 +90,7 @@ class ContinualRun : public ProtocolRun {
 
   void CheckScenario() override {
     config_.Tasks();
-    const auto archs = ModelNames();
-    if (std::find(archs.begin(), archs.end(), config_.arch) == archs.end()) {
-      throw BadInput(fmt::format("arch={}: unknown architecture (expected one of {})", config_.arch, fmt::join(archs, ", ")));
-    }
+    CheckArchitecture("arch", config_.arch);
     if (config_.train_per_class < 0) throw BadInput(fmt::format("data.train_per_class={}: expected >= 0", config_.train_per_class));
     CheckTrainOptions(config_.train, "train.");
   }
@@ -127,18 +115,9 @@ class ContinualRun : public ProtocolRun {
     Zoo zoo(ctx.paths.zoo_dir(), ctx.store);
     const int64_t init_seed = ctx.seed;
     auto zoo_model = [&](const std::vector<int64_t>& classes, uint64_t seed, const std::string& prefix) {
-      ZooRequest r;
-      r.dataset = &ds;
-      r.model = ModelSpec{c.arch, c.activation, c.init, ds.num_classes};
-      r.classes = classes;
-      r.seed = seed;
-      r.init_seed = init_seed;
-      r.train = c.train;
-      r.train_per_class = c.train_per_class;
-      r.device = ctx.device;
-      r.threads = at::get_num_threads();
-      r.blas = ctx.blas;
-      ZooEntry e = zoo.Get(r, &ctx.log, prefix);
+      ZooEntry e = zoo.Get(ProtocolZooRequest(ds, ModelSpec{c.arch, c.activation, c.init, ds.num_classes}, classes, seed,
+                                              init_seed, c.train, c.train_per_class, ctx),
+                           &ctx.log, prefix);
       ctx.log.Text(fmt::format("{} {} on {}: {} ({})", prefix.substr(4, prefix.size() - 5), c.arch, fmt::join(classes, ","),
                                e.trained ? "trained" : "from the zoo", e.hash.substr(0, 12)));
       return e.model;
@@ -175,14 +154,14 @@ class ContinualRun : public ProtocolRun {
         data.classes_2 = tasks[k];
         data.classes = Joined(tasks, 0, k);
         std::vector<Split> old_fit(fit.begin(), fit.begin() + k), old_val(val.begin(), val.begin() + k);
-        data.train_1 = Concat(old_fit);
-        data.val_1 = Concat(old_val);
+        data.train_1 = ConcatSplits(old_fit);
+        data.val_1 = ConcatSplits(old_val);
         data.train_2 = fit[k];
         data.val_2 = val[k];
-        data.train = Concat({data.train_1, data.train_2});
-        data.val = Concat({data.val_1, data.val_2});
+        data.train = ConcatSplits({data.train_1, data.train_2});
+        data.val = ConcatSplits({data.val_1, data.val_2});
         std::vector<Split> seen_test(test.begin(), test.begin() + k + 1);
-        data.test = Concat(seen_test);
+        data.test = ConcatSplits(seen_test);
         ModelPtr task_model = SourceControl(zoo_model(tasks[k], static_cast<uint64_t>(ctx.seed) + k, fmt::format("zoo/task{}/", k)),
                                             ctx.source, static_cast<uint64_t>(ctx.seed) + 1000 + k, ctx.device);
         ContinualStep step{static_cast<int64_t>(k), CloneModel(current), task_model, CloneModel(init), data,

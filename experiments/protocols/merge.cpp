@@ -122,10 +122,6 @@ uint64_t SeedUnion(int64_t seed) { return static_cast<uint64_t>(seed) + 2000; }
 int64_t InitSeed1(int64_t seed) { return seed; }
 int64_t InitSeed2(int64_t seed, const MergeScenario& c) { return c.parents_init == "shared" ? seed : seed + 1000; }
 
-Split Concat(const Split& a, const Split& b) {
-  return {torch::cat({a.images, b.images}), torch::cat({a.labels, b.labels})};
-}
-
 MergeData BuildData(const Dataset& ds, const MergeScenario& c, int64_t seed) {
   MergeData d;
   d.dataset = &ds;
@@ -134,8 +130,8 @@ MergeData BuildData(const Dataset& ds, const MergeScenario& c, int64_t seed) {
   d.classes = c.Union();
   std::tie(d.train_1, d.val_1) = ZooTrainingData(ds, c.classes_1, c.train_per_class, c.train.val_fraction, Seed1(seed));
   std::tie(d.train_2, d.val_2) = ZooTrainingData(ds, c.classes_2, c.train_per_class, c.train.val_fraction, Seed2(seed));
-  d.train = Concat(d.train_1, d.train_2);
-  d.val = Concat(d.val_1, d.val_2);
+  d.train = ConcatSplits({d.train_1, d.train_2});
+  d.val = ConcatSplits({d.val_1, d.val_2});
   d.test = SelectClasses(ds.test, d.classes);
   return d;
 }
@@ -181,10 +177,7 @@ class MergeRun : public ProtocolRun {
                                    fmt::join(c.classes_2, ","), k, fmt::join(c.classes_1, ",")));
       }
     }
-    const auto archs = ModelNames();
-    if (std::find(archs.begin(), archs.end(), c.arch) == archs.end()) {
-      throw BadInput(fmt::format("arch={}: unknown architecture (expected one of {})", c.arch, fmt::join(archs, ", ")));
-    }
+    CheckArchitecture("arch", c.arch);
     if (c.train_per_class < 0) throw BadInput(fmt::format("data.train_per_class={}: expected >= 0", c.train_per_class));
     CheckTrainOptions(c.train, "train.");
     if (c.finetune_epochs.empty()) throw BadInput("finetune.epochs: expected at least one epoch (0: as merged)");
@@ -235,18 +228,8 @@ class MergeRun : public ProtocolRun {
     const MergeData data = BuildData(ds, c, ctx.seed);
     Zoo zoo(ctx.paths.zoo_dir(), ctx.store);
     auto request = [&](const std::vector<int64_t>& classes, uint64_t seed, int64_t init_seed) {
-      ZooRequest r;
-      r.dataset = &ds;
-      r.model = ModelSpec{c.arch, c.activation, c.init, ds.num_classes};
-      r.classes = classes;
-      r.seed = seed;
-      r.init_seed = init_seed;
-      r.train = c.train;
-      r.train_per_class = c.train_per_class;
-      r.device = ctx.device;
-      r.threads = at::get_num_threads();
-      r.blas = ctx.blas;
-      return r;
+      return ProtocolZooRequest(ds, ModelSpec{c.arch, c.activation, c.init, ds.num_classes}, classes, seed, init_seed,
+                                c.train, c.train_per_class, ctx);
     };
     ZooEntry p1 = zoo.Get(request(c.classes_1, Seed1(ctx.seed), InitSeed1(ctx.seed)), &ctx.log, "zoo/parent1/");
     ZooEntry p2 = zoo.Get(request(c.classes_2, Seed2(ctx.seed), InitSeed2(ctx.seed, c)), &ctx.log, "zoo/parent2/");

@@ -1,5 +1,6 @@
 #include "experiments/protocols/protocol.h"
 
+#include <algorithm>
 #include <set>
 
 #include <fmt/format.h>
@@ -52,6 +53,30 @@ void CheckTrainOptions(const TrainOptions& t, const std::string& prefix) {
   if (!(t.val_fraction >= 0 && t.val_fraction < 1)) {
     throw BadInput(fmt::format("{}val_fraction={}: expected a value in [0, 1)", prefix, t.val_fraction));
   }
+}
+
+void CheckArchitecture(const std::string& key, const std::string& arch) {
+  const auto archs = ModelNames();
+  if (std::find(archs.begin(), archs.end(), arch) == archs.end()) {
+    throw BadInput(fmt::format("{}={}: unknown architecture (expected one of {})", key, arch, fmt::join(archs, ", ")));
+  }
+}
+
+ZooRequest ProtocolZooRequest(const Dataset& dataset, const ModelSpec& model, const std::vector<int64_t>& classes,
+                              uint64_t seed, int64_t init_seed, const TrainOptions& train, int64_t train_per_class,
+                              const ProtocolContext& ctx) {
+  ZooRequest r;
+  r.dataset = &dataset;
+  r.model = model;
+  r.classes = classes;
+  r.seed = seed;
+  r.init_seed = init_seed;
+  r.train = train;
+  r.train_per_class = train_per_class;
+  r.device = ctx.device;
+  r.threads = at::get_num_threads();
+  r.blas = ctx.blas;
+  return r;
 }
 
 }  // namespace tb

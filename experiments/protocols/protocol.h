@@ -25,6 +25,7 @@
 #include "experiments/metrics/transfer.h"
 #include "experiments/models/model.h"
 #include "experiments/train/trainer.h"
+#include "experiments/train/zoo.h"
 #include "store/logger.h"
 #include "store/options.h"
 #include "store/registry.h"
@@ -89,6 +90,14 @@ ModelPtr SourceControl(const ModelPtr& source, const std::string& control, uint6
 // and training options (prefix e.g. "train.").
 void CheckClassList(const std::string& name, const std::vector<int64_t>& classes);
 void CheckTrainOptions(const TrainOptions& train, const std::string& prefix);
+// `key`=`arch` names a registered architecture.
+void CheckArchitecture(const std::string& key, const std::string& arch);
+
+// A zoo request for a protocol's model: the run's device, intra-op threads and BLAS (part of
+// every zoo key); init_seed -1: the initial weights follow `seed`.
+ZooRequest ProtocolZooRequest(const Dataset& dataset, const ModelSpec& model, const std::vector<int64_t>& classes,
+                              uint64_t seed, int64_t init_seed, const TrainOptions& train, int64_t train_per_class,
+                              const ProtocolContext& ctx);
 
 struct ProtocolInfo {
   std::string name;

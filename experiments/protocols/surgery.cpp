@@ -67,12 +67,8 @@ void Validate(const SurgeryScenario& c) {
                                  fmt::join(c.classes_a, ",")));
     }
   }
-  const auto archs = ModelNames();
-  for (const auto& [key, arch] : {std::pair{"arch_a", c.arch_a}, std::pair{"arch_b", c.arch_b}}) {
-    if (std::find(archs.begin(), archs.end(), arch) == archs.end()) {
-      throw BadInput(fmt::format("{}={}: unknown architecture (expected one of {})", key, arch, fmt::join(archs, ", ")));
-    }
-  }
+  CheckArchitecture("arch_a", c.arch_a);
+  CheckArchitecture("arch_b", c.arch_b);
   if (c.train_per_class < 0) throw BadInput(fmt::format("data.train_per_class={}: expected >= 0", c.train_per_class));
   CheckTrainOptions(c.train, "train.");
   if (!(c.calibrate_threshold >= 0 && c.calibrate_threshold <= 1)) {
@@ -89,17 +85,8 @@ void Validate(const SurgeryScenario& c) {
 
 ZooRequest MakeZooRequest(const Dataset& ds, const SurgeryScenario& c, const std::string& arch,
                           const std::vector<int64_t>& classes, uint64_t seed, const ProtocolContext& ctx) {
-  ZooRequest r;
-  r.dataset = &ds;
-  r.model = ModelSpec{arch, c.activation, c.init, ds.num_classes};
-  r.classes = classes;
-  r.seed = seed;
-  r.train = c.train;
-  r.train_per_class = c.train_per_class;
-  r.device = ctx.device;
-  r.threads = at::get_num_threads();
-  r.blas = ctx.blas;
-  return r;
+  return ProtocolZooRequest(ds, ModelSpec{arch, c.activation, c.init, ds.num_classes}, classes, seed, -1, c.train,
+                            c.train_per_class, ctx);
 }
 
 ScenarioData BuildScenario(const Dataset& ds, const SurgeryScenario& c, int64_t seed) {

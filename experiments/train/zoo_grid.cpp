@@ -268,11 +268,7 @@ int64_t BuildZooShard(const ZooGrid& g, const std::string& results_dir, int64_t 
   return trained;
 }
 
-int64_t ZooUnitsDone(RunStore& store, const ZooGrid& g) {
-  int64_t n = 0;
-  for (const auto& r : store.ModelsOfGrid(g.name)) n += r.spec.contains("index") ? 1 : 0;
-  return n;
-}
+int64_t ZooUnitsDone(RunStore& store, const ZooGrid& g) { return store.CountGridUnits(g.name); }
 
 std::string ZooListing(RunStore& store, const ZooGrid& g) {
   struct Acc {
@@ -306,7 +302,9 @@ std::string ZooListing(RunStore& store, const ZooGrid& g) {
 int64_t ExportZoo(RunStore& store, const ZooGrid& g, const std::string& format, const std::string& out) {
   if (format != "csv" && format != "pt") throw BadInput(fmt::format("--format {}: expected csv or pt", format));
   std::vector<ModelRecord> rows;
+  std::map<std::string, int64_t> unit_index;  // unit hash → its index in the grid
   for (auto& r : store.ModelsOfGrid(g.name)) {
+    if (r.spec.contains("index")) unit_index[r.hash] = r.spec.at("index").get<int64_t>();
     if (r.spec.value("kind", "") == "zoo_grid_checkpoint") rows.push_back(std::move(r));
   }
   if (rows.empty()) {
@@ -314,10 +312,6 @@ int64_t ExportZoo(RunStore& store, const ZooGrid& g, const std::string& format, 
                                g.name, g.name));
   }
   // Rows in grid order: unit index, then bin.
-  std::map<std::string, int64_t> unit_index;
-  for (const auto& r : store.ModelsOfGrid(g.name)) {
-    if (r.spec.contains("index")) unit_index[r.hash] = r.spec.at("index").get<int64_t>();
-  }
   std::sort(rows.begin(), rows.end(), [&](const ModelRecord& a, const ModelRecord& b) {
     return std::pair{unit_index[a.spec.at("unit")], a.spec.at("bin").get<int64_t>()} <
            std::pair{unit_index[b.spec.at("unit")], b.spec.at("bin").get<int64_t>()};
