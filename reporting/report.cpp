@@ -411,6 +411,41 @@ Table BuildTable(RunStore& store, const TableSpec& spec) {
   return table;
 }
 
+Table BuildZooTable(RunStore& store, const std::vector<std::string>& grids) {
+  Table t;
+  t.spec.title = "Zoo: accuracy by activation × init × epoch bin";
+  t.spec.group_keys = {"grid", "activation", "init", "bin"};
+  t.spec.group_headers = {"zoo grid", "activation", "init", "epoch bin"};
+  t.spec.metrics = {{"test_acc", "test acc", true}, {"val_acc", "val acc", true}, {"epoch", "stopped at epoch", false},
+                    {"early_stopped", "stopped early", true}};
+  for (const auto& grid : grids) {
+    std::map<std::tuple<std::string, std::string, int64_t>, std::vector<std::vector<double>>> cells;
+    for (const auto& r : store.ModelsOfGrid(grid)) {
+      if (r.spec.value("kind", "") != "zoo_grid_checkpoint") continue;
+      auto& values = cells[{r.spec.at("activation").get<std::string>(), r.spec.at("init").get<std::string>(),
+                            r.spec.at("bin").get<int64_t>()}];
+      values.resize(t.spec.metrics.size());
+      values[0].push_back(r.metrics.value("test_acc", NAN));
+      values[1].push_back(r.metrics.value("val_acc", NAN));
+      values[2].push_back(r.metrics.value("epoch", NAN));
+      values[3].push_back(r.metrics.value("early_stopped", false) ? 1.0 : 0.0);
+    }
+    for (const auto& [key, values] : cells) {
+      const auto& [activation, init, bin] = key;
+      TableRow row;
+      row.keys = {grid, activation, init, std::to_string(bin)};
+      for (const auto& v : values) row.cells.push_back(Aggregate(v));
+      row.runs = static_cast<int64_t>(values[0].size());
+      t.runs += row.runs;
+      t.rows.push_back(std::move(row));
+    }
+  }
+  t.spec.footer = fmt::format("{} zoo checkpoints; mean ± sample standard deviation over the models of a row (n). A model that "
+                              "stopped early is filed under the closest earlier bin; accuracy is on its own classes' test images.",
+                              t.runs);
+  return t;
+}
+
 std::string RenderMarkdown(const Table& t) {
   std::string out = fmt::format("## {}\n\n", MarkdownCell(t.spec.title));
   std::string header = "|", rule = "|";
@@ -434,7 +469,11 @@ std::string RenderMarkdown(const Table& t) {
   }
   std::string over = "seeds";
   for (const auto& k : t.spec.pooled_keys) over += ", " + k;
-  out += fmt::format("\n{} finished runs; mean ± sample standard deviation over {}; n = runs per row (a cell that fewer of them logged gives its own n).\n", t.runs, over);
+  if (t.spec.footer.empty()) {
+    out += fmt::format("\n{} finished runs; mean ± sample standard deviation over {}; n = runs per row (a cell that fewer of them logged gives its own n).\n", t.runs, over);
+  } else {
+    out += "\n" + MarkdownCell(t.spec.footer) + "\n";
+  }
   if (!t.spec.note.empty()) out += "\n" + MarkdownCell(t.spec.note) + "\n";
   return out;
 }

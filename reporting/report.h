@@ -51,6 +51,7 @@ struct TableSpec {
   // parent pairs, classes_1 and classes_2).
   std::vector<std::string> pooled_keys;
   std::string note;  // a line under the Markdown table
+  std::string footer;  // replaces the Markdown's line on runs and seeds (a table not of runs)
 };
 
 struct Cell {
@@ -83,6 +84,11 @@ TableSpec MergeTableSpec(const std::string& suite, DeclaredOptions declared = {}
 // The continual protocol's table: dataset × method (merge_continual named by its merge) × task
 // sequence × source.
 TableSpec ContinualTableSpec(const std::string& suite, DeclaredOptions declared = {});
+
+// The zoo table: the checkpoints of the named zoo grids in the store, by grid × activation ×
+// init × epoch bin: test and validation accuracy on the model's own classes, the epoch training
+// stopped at, the share stopped early; mean ± std over the grid's models (n = models).
+Table BuildZooTable(RunStore& store, const std::vector<std::string>& grids);
 
 // One config group: the runs whose configs differ in the seed alone (and where they ran).
 struct RunGroup {

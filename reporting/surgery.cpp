@@ -434,6 +434,26 @@ std::vector<std::string> WriteSuiteReport(RunStore& store, const std::string& su
     for (auto& p : WriteTable(t, dir, name + "-" + spec.protocol)) paths.push_back(std::move(p));
     extra += "\n" + RenderMarkdown(t);
   }
+  // The zoo table of the grids the suite's runs took their models from (zoo.grid: a grid's name,
+  // or the path of its file, which names it).
+  std::set<std::string> grids;
+  for (const auto& r : ReportRuns(store, suite)) {
+    const auto it = r.config.find("zoo.grid");
+    if (it == r.config.end() || !it->is_string() || it->get<std::string>().empty()) continue;
+    std::string grid = it->get<std::string>();
+    if (std::ifstream file(grid); file && grid.find('/') != std::string::npos) {
+      const auto doc = nlohmann::json::parse(file, nullptr, /*allow_exceptions=*/false);
+      if (doc.is_object() && doc.contains("name") && doc["name"].is_string()) grid = doc["name"].get<std::string>();
+    }
+    grids.insert(grid);
+  }
+  if (!grids.empty()) {
+    Table zoo = BuildZooTable(store, {grids.begin(), grids.end()});
+    if (!zoo.rows.empty()) {
+      for (auto& p : WriteTable(zoo, dir, name + "-zoo")) paths.push_back(std::move(p));
+      extra += "\n" + RenderMarkdown(zoo);
+    }
+  }
   if (!extra.empty()) std::ofstream(paths.front(), std::ios::app) << extra;
   return paths;
 }

@@ -3,10 +3,14 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <set>
 
 #include <fmt/format.h>
 
 #include "experiments/cli/console.h"
+#include "experiments/cli/zoo_command.h"
+#include "experiments/train/zoo_grid.h"
 #include "reporting/report.h"
 #include "reporting/surgery.h"
 #include "store/errors.h"
@@ -114,6 +118,21 @@ SuiteResult RunSuite(const Suite& suite, const ResultPaths& paths,
       prepared.push_back(PrepareRun(r));
     } catch (const BadInput& e) {
       throw BadInput(fmt::format("{}: run {} ({}): {}", suite.path, prepared.size() + 1, r.method, e.what()));
+    }
+  }
+  // The zoo grids the runs take their models from (zoo.grid): built first, where not yet built.
+  std::set<std::string> grids;
+  for (const auto& run : prepared) {
+    const auto it = run.config_json.find("zoo.grid");
+    if (it != run.config_json.end() && it->is_string() && !it->get<std::string>().empty()) grids.insert(it->get<std::string>());
+  }
+  for (const auto& name : grids) {
+    const ZooGrid grid = LoadZooGrid(name);
+    RunStore store(paths.store_path());
+    if (ZooUnitsDone(store, grid) >= grid.Units()) continue;
+    std::cout << fmt::format("suite {}: building zoo grid {} first ({} units)\n", suite.name, grid.name, grid.Units()) << std::flush;
+    if (BuildZooGrid(grid, paths.results_dir, 2, 0, prepared.front().config.device) != 0) {
+      throw std::runtime_error(fmt::format("zoo grid {}: a worker failed (see above)", grid.name));
     }
   }
   SuiteResult result;

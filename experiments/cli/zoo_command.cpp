@@ -40,9 +40,9 @@ int Checked(Body&& body) {
   }
 }
 
-// Builds the grid with `jobs` worker processes of `threads` intra-op threads each, printing a
-// progress line (units/min, ETA) until they are done. Returns the exit code.
-int Build(const ZooGrid& grid, const std::string& results, int64_t jobs, int64_t threads, const std::string& device) {
+}  // namespace
+
+int BuildZooGrid(const ZooGrid& grid, const std::string& results, int64_t jobs, int64_t threads, const std::string& device) {
   if (jobs < 1) throw BadInput(fmt::format("--jobs {}: expected >= 1", jobs));
   const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
   if (threads < 0) throw BadInput(fmt::format("--threads {}: expected >= 0 (0: cores / jobs)", threads));
@@ -97,8 +97,6 @@ int Build(const ZooGrid& grid, const std::string& results, int64_t jobs, int64_t
   return failed;
 }
 
-}  // namespace
-
 void AddZooCommand(CLI::App& app, const std::string& results, int& code) {
   auto* zoo = app.add_subcommand("zoo", "build, list and export the zoo grids of experiments/zoos/ (resumable)");
   zoo->require_subcommand(1);
@@ -114,7 +112,7 @@ void AddZooCommand(CLI::App& app, const std::string& results, int& code) {
     code = Checked([&] {
       const ZooGrid grid = LoadZooGrid(grid_name);
       if (worker.empty()) {
-        code = Build(grid, results, jobs, threads, device);
+        code = BuildZooGrid(grid, results, jobs, threads, device);
         if (code != 0) throw std::runtime_error(fmt::format("a zoo worker failed (exit code {})", code));
         return;
       }

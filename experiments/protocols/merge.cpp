@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
 #include <set>
 
 #include <fmt/format.h>
@@ -11,6 +12,8 @@
 #include "experiments/merge/merging.h"
 #include "experiments/protocols/protocol.h"
 #include "experiments/train/zoo.h"
+#include "experiments/train/zoo_grid.h"
+#include "store/hash.h"
 #include "store/errors.h"
 
 namespace tb {
@@ -80,6 +83,8 @@ struct MergeScenario {
   int64_t finetune_batch_size = 64;
   int64_t finetune_eval_every = 10;
   double shift_degrees = 30;
+  std::string zoo_grid;
+  int64_t zoo_bin = 0;
 
   MergeScenario() {
     train.epochs = 11;  // the report's first checkpoint bin
@@ -105,6 +110,10 @@ struct MergeScenario {
     o.Add("finetune.batch_size", &finetune_batch_size, "minibatch size of the fine-tuning");
     o.Add("finetune.eval_every", &finetune_eval_every, "steps between the IID evaluations that catch-up counts");
     o.Add("shift.degrees", &shift_degrees, "shift_acc: rotation of the C1 ∪ C2 test images, in degrees");
+    o.Add("zoo.grid", &zoo_grid,
+          "take W1, W2 and the union model from this zoo grid (experiments/zoos/NAME.json, built by `transferbench zoo "
+          "build`; the grid's training settings and data split apply, train.* do not); empty: trained on demand");
+    o.Add("zoo.bin", &zoo_bin, "with zoo.grid: the checkpoint bin (epoch) the models are taken at (0: the grid's first)");
   }
 
   std::vector<int64_t> Union() const {
@@ -122,14 +131,17 @@ uint64_t SeedUnion(int64_t seed) { return static_cast<uint64_t>(seed) + 2000; }
 int64_t InitSeed1(int64_t seed) { return seed; }
 int64_t InitSeed2(int64_t seed, const MergeScenario& c) { return c.parents_init == "shared" ? seed : seed + 1000; }
 
-MergeData BuildData(const Dataset& ds, const MergeScenario& c, int64_t seed) {
+// The parents' training and validation data: the split each parent was trained on (seed1,
+// seed2), so no validation image of the methods was a training image of a parent.
+MergeData BuildData(const Dataset& ds, const MergeScenario& c, uint64_t seed1, uint64_t seed2, int64_t train_per_class,
+                    double val_fraction) {
   MergeData d;
   d.dataset = &ds;
   d.classes_1 = c.classes_1;
   d.classes_2 = c.classes_2;
   d.classes = c.Union();
-  std::tie(d.train_1, d.val_1) = ZooTrainingData(ds, c.classes_1, c.train_per_class, c.train.val_fraction, Seed1(seed));
-  std::tie(d.train_2, d.val_2) = ZooTrainingData(ds, c.classes_2, c.train_per_class, c.train.val_fraction, Seed2(seed));
+  std::tie(d.train_1, d.val_1) = ZooTrainingData(ds, c.classes_1, train_per_class, val_fraction, seed1);
+  std::tie(d.train_2, d.val_2) = ZooTrainingData(ds, c.classes_2, train_per_class, val_fraction, seed2);
   d.train = ConcatSplits({d.train_1, d.train_2});
   d.val = ConcatSplits({d.val_1, d.val_2});
   d.test = SelectClasses(ds.test, d.classes);
@@ -195,12 +207,16 @@ class MergeRun : public ProtocolRun {
     if (c.finetune_eval_every < 1) throw BadInput(fmt::format("finetune.eval_every={}: expected >= 1", c.finetune_eval_every));
     std::sort(c.classes_1.begin(), c.classes_1.end());
     std::sort(c.classes_2.begin(), c.classes_2.end());
+    grid_.reset();
+    if (!c.zoo_grid.empty()) CheckGrid(c);
   }
 
   void CheckMethod(Method& method, const std::string& method_name) override { AsMerge(method).Check(); }
 
   nlohmann::json Identity() override {
-    return {{"dataset_sha256", LoadDataset(DataSpec{config_.dataset, config_.data_dir}).sha256}};
+    nlohmann::json id = {{"dataset_sha256", LoadDataset(DataSpec{config_.dataset, config_.data_dir}).sha256}};
+    if (grid_) id["zoo_grid_sha256"] = Sha256File(grid_->path);  // the grid file determines its models
+    return id;
   }
   std::string ScenarioName() const override {
     return fmt::format("C{}-C{}-{}", fmt::join(config_.classes_1, ""), fmt::join(config_.classes_2, ""), config_.parents_init);
@@ -225,15 +241,34 @@ class MergeRun : public ProtocolRun {
     const auto t0 = std::chrono::steady_clock::now();
     auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
     const ::tb::Dataset& ds = LoadDataset(DataSpec{c.dataset, c.data_dir});
-    const MergeData data = BuildData(ds, c, ctx.seed);
-    Zoo zoo(ctx.paths.zoo_dir(), ctx.store);
-    auto request = [&](const std::vector<int64_t>& classes, uint64_t seed, int64_t init_seed) {
-      return ProtocolZooRequest(ds, ModelSpec{c.arch, c.activation, c.init, ds.num_classes}, classes, seed, init_seed,
-                                c.train, c.train_per_class, ctx);
-    };
-    ZooEntry p1 = zoo.Get(request(c.classes_1, Seed1(ctx.seed), InitSeed1(ctx.seed)), &ctx.log, "zoo/parent1/");
-    ZooEntry p2 = zoo.Get(request(c.classes_2, Seed2(ctx.seed), InitSeed2(ctx.seed, c)), &ctx.log, "zoo/parent2/");
-    ZooEntry un = zoo.Get(request(data.classes, SeedUnion(ctx.seed), InitSeed1(ctx.seed)), &ctx.log, "zoo/union/");
+    MergeData data;
+    ZooEntry p1, p2, un;
+    if (grid_) {
+      // The grid's units: W1 and the union model at the run's seed, W2 at it too (shared init)
+      // or at the grid's next seed (a different initial checkpoint).
+      const auto& seeds = grid_->seeds;
+      const auto at = std::find(seeds.begin(), seeds.end(), ctx.seed);
+      if (at == seeds.end()) {
+        throw BadInput(fmt::format("seed={}: zoo grid {} has no models of that seed (its seeds: {})", ctx.seed, grid_->name,
+                                   fmt::join(seeds, ",")));
+      }
+      const int64_t seed2 = c.parents_init == "shared" ? ctx.seed : seeds[(at - seeds.begin() + 1) % seeds.size()];
+      data = BuildData(ds, c, static_cast<uint64_t>(ctx.seed), static_cast<uint64_t>(seed2), grid_->train_per_class,
+                       grid_->train.val_fraction);
+      p1 = GridEntry(ctx, c.classes_1, ctx.seed);
+      p2 = GridEntry(ctx, c.classes_2, seed2);
+      un = GridEntry(ctx, data.classes, ctx.seed);
+    } else {
+      data = BuildData(ds, c, Seed1(ctx.seed), Seed2(ctx.seed), c.train_per_class, c.train.val_fraction);
+      Zoo zoo(ctx.paths.zoo_dir(), ctx.store);
+      auto request = [&](const std::vector<int64_t>& classes, uint64_t seed, int64_t init_seed) {
+        return ProtocolZooRequest(ds, ModelSpec{c.arch, c.activation, c.init, ds.num_classes}, classes, seed, init_seed,
+                                  c.train, c.train_per_class, ctx);
+      };
+      p1 = zoo.Get(request(c.classes_1, Seed1(ctx.seed), InitSeed1(ctx.seed)), &ctx.log, "zoo/parent1/");
+      p2 = zoo.Get(request(c.classes_2, Seed2(ctx.seed), InitSeed2(ctx.seed, c)), &ctx.log, "zoo/parent2/");
+      un = zoo.Get(request(data.classes, SeedUnion(ctx.seed), InitSeed1(ctx.seed)), &ctx.log, "zoo/union/");
+    }
     for (const auto& [what, e, classes] : {std::tuple{"parent W1", &p1, c.classes_1}, std::tuple{"parent W2", &p2, c.classes_2},
                                            std::tuple{"union model", &un, data.classes}}) {
       ctx.log.Text(fmt::format("{} {} on {}: {} ({})", what, c.arch, fmt::join(classes, ","),
@@ -321,6 +356,53 @@ class MergeRun : public ProtocolRun {
   }
 
  private:
+  // zoo.grid: the grid exists and holds models of the scenario's classes, activation, init and bin.
+  void CheckGrid(MergeScenario& c) {
+    ZooGrid g = LoadZooGrid(c.zoo_grid);
+    auto require = [&](bool ok, const std::string& what, const std::string& value, const std::string& has) {
+      if (!ok) throw BadInput(fmt::format("{}={}: zoo grid {} has no such models (it has {})", what, value, g.name, has));
+    };
+    require(c.dataset == g.dataset, "dataset", c.dataset, g.dataset);
+    require(c.arch == g.arch, "arch", c.arch, g.arch);
+    require(std::count(g.activations.begin(), g.activations.end(), c.activation) > 0, "activation", c.activation,
+            fmt::format("{}", fmt::join(g.activations, ", ")));
+    require(std::count(g.inits.begin(), g.inits.end(), c.init) > 0, "init", c.init, fmt::format("{}", fmt::join(g.inits, ", ")));
+    if (c.zoo_bin == 0) c.zoo_bin = g.checkpoints.front();
+    require(std::count(g.checkpoints.begin(), g.checkpoints.end(), c.zoo_bin) > 0, "zoo.bin", std::to_string(c.zoo_bin),
+            fmt::format("checkpoints {}", fmt::join(g.checkpoints, ",")));
+    for (const auto& [what, classes] : {std::pair{"classes_1", c.classes_1}, std::pair{"classes_2", c.classes_2},
+                                        std::pair{"classes_1 ∪ classes_2", c.Union()}}) {
+      require(std::count(g.subsets.begin(), g.subsets.end(), classes) > 0, what, fmt::format("{}", fmt::join(classes, ",")),
+              fmt::format("{} class subsets", g.subsets.size()));
+    }
+    require(c.parents_init == "shared" || g.seeds.size() >= 2, "parents_init", c.parents_init,
+            "one seed: every model shares its initial checkpoint");
+    if (c.train_per_class != 0 && c.train_per_class != g.train_per_class) {
+      throw BadInput(fmt::format("data.train_per_class={}: zoo grid {} was trained with {} (leave it unset with zoo.grid)",
+                                 c.train_per_class, g.name, g.train_per_class));
+    }
+    grid_ = std::move(g);
+  }
+
+  ZooEntry GridEntry(ProtocolContext& ctx, const std::vector<int64_t>& classes, int64_t seed) {
+    const MergeScenario& c = config_;
+    const auto r = FindGridCheckpoint(ctx.store, *grid_, classes, c.activation, c.init, seed, c.zoo_bin);
+    if (!r) {
+      throw BadInput(fmt::format("zoo.grid={}: no model on classes {} ({} {} seed {}) at epoch bin {} in this results "
+                                 "directory (run `transferbench zoo build {}` first)",
+                                 grid_->name, fmt::join(classes, ","), c.activation, c.init, seed, c.zoo_bin, c.zoo_grid));
+    }
+    ZooEntry e;
+    e.model = MakeModel(ModelSpec{c.arch, c.activation, c.init, LoadDataset(DataSpec{c.dataset, c.data_dir}).num_classes});
+    LoadModel(*e.model, r->path);
+    e.model->to(ctx.device);
+    e.model->eval();
+    e.hash = r->hash;
+    e.metrics = r->metrics;
+    ctx.log.Text(fmt::format("zoo grid {}: {} (epoch {})", grid_->name, r->hash.substr(0, 12), r->metrics.value("epoch", 0)));
+    return e;
+  }
+
   // Fine-tunes a copy of the merged model on C1 ∪ C2 up to the last of finetune.epochs, with an
   // IID evaluation every eval_every steps and after every epoch: iid_acc_ft<e>, catch-up,
   // steps_to_90 and stability.
@@ -379,6 +461,7 @@ class MergeRun : public ProtocolRun {
 
   MergeScenario config_;
   Options options_;
+  std::optional<ZooGrid> grid_;  // zoo.grid, loaded by CheckScenario
 };
 
 }  // namespace

@@ -268,6 +268,22 @@ int64_t BuildZooShard(const ZooGrid& g, const std::string& results_dir, int64_t 
   return trained;
 }
 
+std::optional<ModelRecord> FindGridCheckpoint(RunStore& store, const ZooGrid& g, const std::vector<int64_t>& classes,
+                                              const std::string& activation, const std::string& init, int64_t seed,
+                                              int64_t bin) {
+  std::optional<ModelRecord> found;
+  for (auto& r : store.ModelsOfGrid(g.name)) {
+    const auto& s = r.spec;
+    if (s.value("kind", "") != "zoo_grid_checkpoint" || s.at("bin").get<int64_t>() != bin ||
+        s.at("seed").get<int64_t>() != seed || s.at("activation") != activation || s.at("init") != init ||
+        s.at("classes").get<std::vector<int64_t>>() != classes) {
+      continue;
+    }
+    if (!found || r.created_at < found->created_at) found = std::move(r);
+  }
+  return found;
+}
+
 int64_t ZooUnitsDone(RunStore& store, const ZooGrid& g) { return store.CountGridUnits(g.name); }
 
 std::string ZooListing(RunStore& store, const ZooGrid& g) {

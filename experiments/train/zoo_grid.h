@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,13 @@ int64_t BuildZooShard(const ZooGrid& grid, const std::string& results_dir, int64
                       const std::string& device_name, const std::string& blas);
 // Units of the grid done in this results directory (for a given thread count: the key has it).
 int64_t ZooUnitsDone(RunStore& store, const ZooGrid& grid);
+
+// The grid's checkpoint of (classes, activation, init, seed) at epoch `bin` in this results
+// directory (the first built, where units were built more than once with other thread counts),
+// or nullopt. `classes` sorted.
+std::optional<ModelRecord> FindGridCheckpoint(RunStore& store, const ZooGrid& grid, const std::vector<int64_t>& classes,
+                                              const std::string& activation, const std::string& init, int64_t seed,
+                                              int64_t bin);
 
 // The rows of `zoo ls`: counts and mean accuracies by activation × init × checkpoint bin.
 std::string ZooListing(RunStore& store, const ZooGrid& grid);

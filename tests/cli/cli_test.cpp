@@ -2,6 +2,7 @@
 #include <fstream>
 
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "store/run_store.h"
@@ -196,6 +197,68 @@ TEST(CliTest, QuickNightlyEndToEnd) {
   EXPECT_NE(overlap_md.find("| mnist | wide → wide | finetune | – | shuffled | none | 1 |"), std::string::npos)
       << overlap_md;
   EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs"), runs_before_overlap);  // nothing ran twice
+}
+
+// A suite whose merge runs name a zoo grid builds it first; the runs take their parents from its
+// checkpoints (the very models: their accuracy is the grid's), and the report adds the zoo table.
+TEST(CliTest, MergeRunsTakeTheirParentsFromAZooGrid) {
+  testing::TempDir dir;
+  const std::string grid = dir / "tiny.json";
+  std::ofstream(grid) << R"({"name": "tiny", "dataset": "mnist", "arch": "cnn2464", "data.train_per_class": 100,
+    "subsets": [[0, 1], [2, 3], [0, 1, 2, 3]], "activations": ["relu"], "inits": ["kaiming_uniform"],
+    "seeds": [0, 1], "checkpoints": [2, 3], "train": {"batch_size": 8}})";
+  const std::string pair = " --set zoo.grid=" + grid + " --set classes_1=0,1 --set classes_2=2,3 --set finetune.epochs=0,1";
+  // Bad input: one line naming the value, exit 2.
+  for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
+           {"run weight_average --set zoo.grid=no_such_grid", "zoo grid 'no_such_grid': no such file"},
+           {"run weight_average" + pair + " --set zoo.bin=4", "zoo.bin=4: zoo grid tiny has no such models (it has checkpoints 2,3)"},
+           {"run weight_average" + pair + " --set classes_2=4,5", "classes_2=4,5: zoo grid tiny has no such models"},
+           {"run weight_average" + pair + " --set activation=tanh", "activation=tanh: zoo grid tiny has no such models"},
+           {"run weight_average" + pair, "no model on classes 0,1 (relu kaiming_uniform seed 0) at epoch bin 2"}}) {
+    auto r = RunCommand(Tb(dir.path(), args));
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.out;
+    EXPECT_NE(r.out.find(message), std::string::npos) << r.out;
+  }
+  const std::string suite = dir / "grid_suite.json";
+  std::ofstream(suite) << R"({"name": "gridded", "set": {"zoo.grid": ")" + grid + R"(", "classes_1": [0, 1],
+    "classes_2": [2, 3], "finetune.epochs": [0, 1]},
+    "matrix": [{"method": ["weight_average", "ensemble"], "parents_init": ["shared", "different"], "zoo.bin": [2, 3]}]})";
+  auto r = RunCommand(Tb(dir.path(), "suite " + suite));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("building zoo grid tiny first (6 units)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("8 ran (0 failed)"), std::string::npos) << r.out;
+  const std::string db = dir / "runs.db";
+  // W1 is the grid's checkpoint of {0, 1} (seed 0) at the run's bin: its accuracy, to the last bit.
+  for (int bin : {2, 3}) {
+    SQLite::Database d(db, SQLite::OPEN_READONLY);
+    const double grid_acc = d.execAndGet(fmt::format(
+        "SELECT json_extract(metrics, '$.test_acc') FROM models WHERE json_extract(spec, '$.kind') = 'zoo_grid_checkpoint' "
+        "AND json_extract(spec, '$.classes') = '[0,1]' AND json_extract(spec, '$.seed') = 0 AND json_extract(spec, '$.bin') = {}",
+        bin)).getDouble();
+    EXPECT_GT(grid_acc, 0.1) << bin;  // a trained model: an equality of zeros would prove nothing
+    SQLite::Statement q(d, fmt::format("SELECT s.value FROM summary s JOIN runs r ON r.id = s.run_id WHERE s.key = 'parent1_acc' "
+                                       "AND json_extract(r.config, '$.\"zoo.bin\"') = {}", bin));
+    int n = 0;
+    while (q.executeStep()) {
+      EXPECT_EQ(q.getColumn(0).getDouble(), grid_acc) << bin;
+      ++n;
+    }
+    EXPECT_EQ(n, 4) << bin;
+  }
+  // A different initial checkpoint: W2 from the grid's next seed, so the parents differ at init.
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(DISTINCT s.value) FROM summary s JOIN runs r ON r.id = s.run_id "
+                          "WHERE s.key = 'parent2_acc' AND json_extract(r.config, '$.\"zoo.bin\"') = 3"), 2);
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM summary WHERE key = 'zoo/parent1_trained' AND value != 0"), 0);
+  const std::string zoo_md = testing::ReadFile(dir / "reports/gridded-zoo.md");
+  EXPECT_NE(zoo_md.find("| tiny | relu | kaiming_uniform | 2 |"), std::string::npos) << zoo_md;
+  EXPECT_NE(zoo_md.find("12 zoo checkpoints"), std::string::npos) << zoo_md;
+  const std::string md = testing::ReadFile(dir / "reports/gridded.md");
+  EXPECT_NE(md.find("## Zoo: accuracy by activation"), std::string::npos) << md;
+  EXPECT_NE(md.find("zoo.bin=3"), std::string::npos) << md;  // the bins are rows apart, not pooled
+  // Resumes: the grid is built, the runs are done.
+  auto again = RunCommand(Tb(dir.path(), "suite " + suite));
+  EXPECT_EQ(again.out.find("building zoo grid"), std::string::npos) << again.out;
+  EXPECT_NE(again.out.find("0 ran (0 failed), 8 already done"), std::string::npos) << again.out;
 }
 
 }  // namespace
