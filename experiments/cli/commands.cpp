@@ -124,18 +124,14 @@ int DoRun(const std::string& method, const Settings& settings, const std::string
 }
 
 void PrintRunsTable(const std::vector<RunRecord>& runs, RunStore& store) {
-  std::cout << fmt::format("{:<8}  {:<8}  {:<12} {:<13} {:<22} {:>4}  {:<8}  {:>8}  {:>8}\n", "id", "status", "method",
-                           "dataset", "source → target", "seed", "control", "transfer", "preserv.");
+  std::cout << fmt::format("{:<8}  {:<8}  {:<20} {:<13} {:<24} {:>4}  {:<8}  {}\n", "id", "status", "method", "dataset",
+                           "scenario", "seed", "control", "result");
   for (const auto& r : runs) {
-    auto summary = store.Summary(r.id);
-    auto get = [&](const char* k) {
-      auto it = summary.find(k);
-      return it == summary.end() ? std::string("-") : fmt::format("{:.3f}", it->second);
-    };
     auto cfg = [&](const char* k) { return r.config.contains(k) ? r.config[k].get<std::string>() : std::string("?"); };
-    std::cout << fmt::format("{:<8}  {:<8}  {:<12} {:<13} {:<22} {:>4}  {:<8}  {:>8}  {:>8}\n", r.id.substr(0, 8),
-                             ToString(r.status), r.method, r.dataset, cfg("arch_b") + " → " + cfg("arch_a"), r.seed,
-                             cfg("source"), get("transfer_rate"), get("preservation"));
+    // Surgery names its pair; the other protocols their scenario (classes, task sequence).
+    const std::string scenario = r.config.contains("arch_b") ? cfg("arch_b") + " → " + cfg("arch_a") : r.scenario;
+    std::cout << fmt::format("{:<8}  {:<8}  {:<20} {:<13} {:<24} {:>4}  {:<8}  {}\n", r.id.substr(0, 8), ToString(r.status),
+                             r.method, r.dataset, scenario, r.seed, cfg("source"), Headline(store.Summary(r.id)));
   }
 }
 

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <iostream>
 
@@ -65,6 +67,28 @@ void Progress::Done(const std::string& label, const std::string& result, bool co
 
 void Progress::Finish() {
   if (tty_) std::cerr << "\r\033[K" << std::flush;
+}
+
+std::string Headline(const std::map<std::string, double>& summary) {
+  auto has = [&](const std::string& k) { return summary.count(k) > 0; };
+  if (has("transfer_rate")) {
+    return fmt::format("transfer {:.3f} preservation {:.3f}", summary.at("transfer_rate"),
+                       has("preservation") ? summary.at("preservation") : NAN);
+  }
+  if (has("iid_acc")) {
+    std::string out = fmt::format("iid {:.3f}", summary.at("iid_acc"));
+    int last = 0;
+    for (const auto& [k, v] : summary) {
+      if (k.rfind("iid_acc_ft", 0) == 0) last = std::max(last, std::atoi(k.c_str() + 10));
+    }
+    if (last > 0) out += fmt::format(", after {} epoch{} {:.3f}", last, last == 1 ? "" : "s", summary.at(fmt::format("iid_acc_ft{}", last)));
+    return out;
+  }
+  if (has("avg_acc")) {
+    return fmt::format("avg acc {:.3f} forgetting {:.3f}", summary.at("avg_acc"),
+                       has("forgetting_max") ? summary.at("forgetting_max") : NAN);
+  }
+  return "-";
 }
 
 }  // namespace tb

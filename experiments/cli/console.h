@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "store/logger.h"
@@ -28,6 +29,11 @@ class ConsoleLogger : public RunLogger {
  private:
   bool verbose_;
 };
+
+// A run's headline in one short string, by what its summary holds: transfer and preservation
+// (surgery), IID accuracy as merged and after the last fine-tuning epoch (merge), average
+// accuracy and forgetting (continual); "-" for a summary with none of them.
+std::string Headline(const std::map<std::string, double>& summary);
 
 class Progress {
  public:

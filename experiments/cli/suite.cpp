@@ -155,8 +155,7 @@ SuiteResult RunSuite(const Suite& suite, const ResultPaths& paths,
     RunOutcome out = ExecuteRun(run, paths, options);
     std::string line;
     if (out.status == RunStatus::kFinished) {
-      line = fmt::format("{}transfer {:.3f} preservation {:.3f}  {}", out.skipped ? "(done before) " : "",
-                         out.summary["transfer_rate"], out.summary["preservation"],
+      line = fmt::format("{}{}  {}", out.skipped ? "(done before) " : "", Headline(out.summary),
                          out.skipped ? "" : FormatDuration(out.seconds));
     } else {
       line = "FAILED: " + out.error;
