@@ -130,8 +130,10 @@ def carve_validation(x, y, classes, fraction, per_class, generator):
 
 
 def accuracy(model, x, y):
+    # A count over the size, in double precision, as the C++ trainer: the early-stopping margin
+    # (0.05 points) is one image of 2,000, so a float32 mean could stop on another epoch.
     with torch.no_grad():
-        return (model(x).argmax(1) == y).float().mean().item()
+        return (model(x).argmax(1) == y).sum().item() / y.numel()
 
 
 def train_unit(unit, grid, train_set, test_set, out_dir):
@@ -186,6 +188,8 @@ def main():
         torch.set_num_threads(args.threads)
     with open(args.grid) as f:
         grid = json.load(f)
+    if grid.get("dataset", "mnist") != "mnist" or grid.get("data.dir") or grid.get("arch", "cnn2464") != "cnn2464":
+        sys.exit("zoo_pytorch: only cnn2464 grids on the default mnist data (as bench/zoo_speed.json) are written here")
     for a in grid["activations"]:
         if a not in ACTIVATIONS:
             sys.exit(f"zoo_pytorch: activation '{a}': unknown (expected one of {', '.join(ACTIVATIONS)})")

@@ -419,10 +419,31 @@ Table BuildZooTable(RunStore& store, const std::vector<std::string>& grids) {
   t.spec.metrics = {{"test_acc", "test acc", true}, {"val_acc", "val acc", true}, {"epoch", "stopped at epoch", false},
                     {"early_stopped", "stopped early", true}};
   for (const auto& grid : grids) {
-    std::map<std::tuple<std::string, std::string, int64_t>, std::vector<std::vector<double>>> cells;
-    for (const auto& r : store.ModelsOfGrid(grid)) {
+    // One model per checkpoint: of a unit built more than once (another thread count, device or
+    // BLAS), the first build; the grid's settings (an edited grid file) set rows apart.
+    auto settings = [](const nlohmann::json& spec) {
+      nlohmann::json k;
+      for (const char* key : {"dataset_sha256", "arch", "train", "train_per_class", "checkpoints", "trainer_version"}) {
+        k[key] = spec.value(key, nlohmann::json());
+      }
+      return JsonHash(k).substr(0, 8);
+    };
+    std::map<std::string, std::pair<double, ModelRecord>> first;  // model key → (time, record)
+    std::set<std::string> versions;
+    for (auto& r : store.ModelsOfGrid(grid)) {
       if (r.spec.value("kind", "") != "zoo_grid_checkpoint") continue;
-      auto& values = cells[{r.spec.at("activation").get<std::string>(), r.spec.at("init").get<std::string>(),
+      const std::string version = settings(r.spec);
+      versions.insert(version);
+      const std::string key = version + r.spec.at("classes").dump() + r.spec.at("activation").dump() + r.spec.at("init").dump() +
+                              r.spec.at("seed").dump() + r.spec.at("bin").dump();
+      auto [it, fresh] = first.try_emplace(key, r.created_at, r);
+      if (!fresh && r.created_at < it->second.first) it->second = {r.created_at, r};
+    }
+    std::map<std::tuple<std::string, std::string, std::string, int64_t>, std::vector<std::vector<double>>> cells;
+    for (const auto& [key, entry] : first) {
+      const ModelRecord& r = entry.second;
+      const std::string name = versions.size() > 1 ? fmt::format("{} (settings {})", grid, settings(r.spec)) : grid;
+      auto& values = cells[{name, r.spec.at("activation").get<std::string>(), r.spec.at("init").get<std::string>(),
                             r.spec.at("bin").get<int64_t>()}];
       values.resize(t.spec.metrics.size());
       values[0].push_back(r.metrics.value("test_acc", NAN));
@@ -431,9 +452,9 @@ Table BuildZooTable(RunStore& store, const std::vector<std::string>& grids) {
       values[3].push_back(r.metrics.value("early_stopped", false) ? 1.0 : 0.0);
     }
     for (const auto& [key, values] : cells) {
-      const auto& [activation, init, bin] = key;
+      const auto& [name, activation, init, bin] = key;
       TableRow row;
-      row.keys = {grid, activation, init, std::to_string(bin)};
+      row.keys = {name, activation, init, std::to_string(bin)};
       for (const auto& v : values) row.cells.push_back(Aggregate(v));
       row.runs = static_cast<int64_t>(values[0].size());
       t.runs += row.runs;

@@ -46,6 +46,7 @@ PreparedRun PrepareRun(const RunRequest& request) {
   if (p.config.seed < 0) throw BadInput(fmt::format("seed={}: expected >= 0", p.config.seed));
   if (p.config.threads < 0) throw BadInput(fmt::format("threads={}: expected 0 (all cores) or a positive count", p.config.threads));
   p.protocol->CheckScenario();
+  p.protocol->CheckSeed(p.config.seed);
   WandbSettings::Resolve(p.wandb);  // a bad wandb.* value or WANDB_MODE is bad input too
   p.protocol->CheckMethod(*p.method, request.method);
   const torch::Device device = ResolveDevice(p.config.device);

@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <set>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -121,19 +121,21 @@ SuiteResult RunSuite(const Suite& suite, const ResultPaths& paths,
     }
   }
   // The zoo grids the runs take their models from (zoo.grid): built first, where not yet built.
-  std::set<std::string> grids;
+  std::map<std::string, std::string> grids;  // grid → the device of the first run that names it
   for (const auto& run : prepared) {
     const auto it = run.config_json.find("zoo.grid");
-    if (it != run.config_json.end() && it->is_string() && !it->get<std::string>().empty()) grids.insert(it->get<std::string>());
+    if (it != run.config_json.end() && it->is_string() && !it->get<std::string>().empty()) {
+      grids.emplace(it->get<std::string>(), run.config.device);
+    }
   }
-  for (const auto& name : grids) {
+  for (const auto& [name, device] : grids) {
     const ZooGrid grid = LoadZooGrid(name);
     RunStore store(paths.store_path());
     if (ZooUnitsDone(store, grid) >= grid.Units()) continue;
     std::cout << fmt::format("suite {}: building zoo grid {} first ({} units)\n", suite.name, grid.name, grid.Units()) << std::flush;
-    if (BuildZooGrid(grid, paths.results_dir, 2, 0, prepared.front().config.device) != 0) {
-      throw std::runtime_error(fmt::format("zoo grid {}: a worker failed (see above)", grid.name));
-    }
+    const int code = BuildZooGrid(grid, paths.results_dir, 2, 0, device);
+    if (code == 2) throw BadInput(fmt::format("zoo grid {}: a worker refused its input (see above)", grid.name));
+    if (code != 0) throw std::runtime_error(fmt::format("zoo grid {}: a worker failed (see above)", grid.name));
   }
   SuiteResult result;
   // What the suite finds already done (by any suite, or a lone run) counts as its own in its

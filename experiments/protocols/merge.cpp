@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <optional>
 #include <set>
 
@@ -208,14 +209,32 @@ class MergeRun : public ProtocolRun {
     std::sort(c.classes_1.begin(), c.classes_1.end());
     std::sort(c.classes_2.begin(), c.classes_2.end());
     grid_.reset();
-    if (!c.zoo_grid.empty()) CheckGrid(c);
+    if (!c.zoo_grid.empty()) {
+      CheckGrid(c);
+    } else if (c.zoo_bin != 0) {
+      throw BadInput(fmt::format("zoo.bin={}: only with zoo.grid (the parents come from the zoo cache otherwise)", c.zoo_bin));
+    }
+  }
+
+  void CheckSeed(int64_t seed) override {
+    if (!grid_) return;
+    const auto& seeds = grid_->seeds;
+    const auto at = std::find(seeds.begin(), seeds.end(), seed);
+    if (at == seeds.end()) {
+      throw BadInput(fmt::format("seed={}: zoo grid {} has no models of that seed (its seeds: {})", seed, grid_->name,
+                                 fmt::join(seeds, ",")));
+    }
+    if (config_.parents_init == "different" && at + 1 == seeds.end()) {
+      throw BadInput(fmt::format("seed={}: parents_init=different takes W2 from the grid's next seed, and {} is the last of "
+                                 "zoo grid {}'s seeds ({})", seed, seed, grid_->name, fmt::join(seeds, ",")));
+    }
   }
 
   void CheckMethod(Method& method, const std::string& method_name) override { AsMerge(method).Check(); }
 
   nlohmann::json Identity() override {
     nlohmann::json id = {{"dataset_sha256", LoadDataset(DataSpec{config_.dataset, config_.data_dir}).sha256}};
-    if (grid_) id["zoo_grid_sha256"] = Sha256File(grid_->path);  // the grid file determines its models
+    if (grid_) id["zoo_grid_models"] = JsonHash(GridModelKey(*grid_));  // what the grid's models are trained with
     return id;
   }
   std::string ScenarioName() const override {
@@ -246,18 +265,15 @@ class MergeRun : public ProtocolRun {
     if (grid_) {
       // The grid's units: W1 and the union model at the run's seed, W2 at it too (shared init)
       // or at the grid's next seed (a different initial checkpoint).
+      CheckSeed(ctx.seed);
       const auto& seeds = grid_->seeds;
       const auto at = std::find(seeds.begin(), seeds.end(), ctx.seed);
-      if (at == seeds.end()) {
-        throw BadInput(fmt::format("seed={}: zoo grid {} has no models of that seed (its seeds: {})", ctx.seed, grid_->name,
-                                   fmt::join(seeds, ",")));
-      }
-      const int64_t seed2 = c.parents_init == "shared" ? ctx.seed : seeds[(at - seeds.begin() + 1) % seeds.size()];
+      const int64_t seed2 = c.parents_init == "shared" ? ctx.seed : *(at + 1);
       data = BuildData(ds, c, static_cast<uint64_t>(ctx.seed), static_cast<uint64_t>(seed2), grid_->train_per_class,
                        grid_->train.val_fraction);
-      p1 = GridEntry(ctx, c.classes_1, ctx.seed);
-      p2 = GridEntry(ctx, c.classes_2, seed2);
-      un = GridEntry(ctx, data.classes, ctx.seed);
+      p1 = GridEntry(ctx, ds, c.classes_1, ctx.seed);
+      p2 = GridEntry(ctx, ds, c.classes_2, seed2);
+      un = GridEntry(ctx, ds, data.classes, ctx.seed);
     } else {
       data = BuildData(ds, c, Seed1(ctx.seed), Seed2(ctx.seed), c.train_per_class, c.train.val_fraction);
       Zoo zoo(ctx.paths.zoo_dir(), ctx.store);
@@ -349,6 +365,12 @@ class MergeRun : public ProtocolRun {
     }
     for (const auto& [key, value] : result.diagnostics) summary[ctx.method + "/" + key] = value;
     summary["time/method_seconds"] = method_seconds;
+    if (grid_) {
+      // The epoch each model stopped at (a unit that stopped early: before the bin asked for).
+      summary["zoo/parent1_epoch"] = p1.metrics.value("epoch", 0.0);
+      summary["zoo/parent2_epoch"] = p2.metrics.value("epoch", 0.0);
+      summary["zoo/union_epoch"] = un.metrics.value("epoch", 0.0);
+    }
     summary["zoo/parent1_trained"] = p1.trained ? 1 : 0;
     summary["zoo/parent2_trained"] = p2.trained ? 1 : 0;
     summary["zoo/union_trained"] = un.trained ? 1 : 0;
@@ -359,11 +381,17 @@ class MergeRun : public ProtocolRun {
   // zoo.grid: the grid exists and holds models of the scenario's classes, activation, init and bin.
   void CheckGrid(MergeScenario& c) {
     ZooGrid g = LoadZooGrid(c.zoo_grid);
+    // One name per grid in every config: a built-in grid by its name, any other by its absolute path.
+    std::error_code ec;
+    const bool builtin = std::filesystem::equivalent(g.path, std::filesystem::path(ZoosDir()) / (g.name + ".json"), ec);
+    c.zoo_grid = builtin ? g.name : std::filesystem::absolute(g.path).lexically_normal().string();
     auto require = [&](bool ok, const std::string& what, const std::string& value, const std::string& has) {
       if (!ok) throw BadInput(fmt::format("{}={}: zoo grid {} has no such models (it has {})", what, value, g.name, has));
     };
     require(c.dataset == g.dataset, "dataset", c.dataset, g.dataset);
     require(c.arch == g.arch, "arch", c.arch, g.arch);
+    require(c.data_dir == g.data_dir, "data.dir", c.data_dir.empty() ? "(the dataset's default)" : c.data_dir,
+            g.data_dir.empty() ? "the dataset's default" : g.data_dir);
     require(std::count(g.activations.begin(), g.activations.end(), c.activation) > 0, "activation", c.activation,
             fmt::format("{}", fmt::join(g.activations, ", ")));
     require(std::count(g.inits.begin(), g.inits.end(), c.init) > 0, "init", c.init, fmt::format("{}", fmt::join(g.inits, ", ")));
@@ -384,22 +412,23 @@ class MergeRun : public ProtocolRun {
     grid_ = std::move(g);
   }
 
-  ZooEntry GridEntry(ProtocolContext& ctx, const std::vector<int64_t>& classes, int64_t seed) {
+  ZooEntry GridEntry(ProtocolContext& ctx, const ::tb::Dataset& ds, const std::vector<int64_t>& classes, int64_t seed) {
     const MergeScenario& c = config_;
-    const auto r = FindGridCheckpoint(ctx.store, *grid_, classes, c.activation, c.init, seed, c.zoo_bin);
+    const auto r = FindGridCheckpoint(ctx.store, *grid_, ds.sha256, classes, c.activation, c.init, seed, c.zoo_bin);
     if (!r) {
       throw BadInput(fmt::format("zoo.grid={}: no model on classes {} ({} {} seed {}) at epoch bin {} in this results "
                                  "directory (run `transferbench zoo build {}` first)",
                                  grid_->name, fmt::join(classes, ","), c.activation, c.init, seed, c.zoo_bin, c.zoo_grid));
     }
     ZooEntry e;
-    e.model = MakeModel(ModelSpec{c.arch, c.activation, c.init, LoadDataset(DataSpec{c.dataset, c.data_dir}).num_classes});
+    e.model = MakeModel(ModelSpec{c.arch, c.activation, c.init, ds.num_classes});
     LoadModel(*e.model, r->path);
     e.model->to(ctx.device);
     e.model->eval();
     e.hash = r->hash;
     e.metrics = r->metrics;
-    ctx.log.Text(fmt::format("zoo grid {}: {} (epoch {})", grid_->name, r->hash.substr(0, 12), r->metrics.value("epoch", 0)));
+    ctx.log.Text(fmt::format("zoo grid {}: {} (bin {}, trained {} epochs)", grid_->name, r->hash.substr(0, 12),
+                             r->spec.value("bin", 0), r->metrics.value("epoch", 0)));
     return e;
   }
 

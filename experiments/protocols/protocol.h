@@ -67,6 +67,9 @@ class ProtocolRun {
   // stored by either.
   virtual void CheckScenario() = 0;
   virtual void CheckMethod(Method& method, const std::string& method_name) = 0;
+  // The run's seed against the scenario (e.g. a zoo grid that has models of some seeds only);
+  // after CheckScenario.
+  virtual void CheckSeed(int64_t seed) {}
   // Loads what identifies the run's data; returns config entries beside the options (e.g.
   // dataset_sha256), part of the config hash.
   virtual nlohmann::json Identity() = 0;

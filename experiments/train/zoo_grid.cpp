@@ -121,6 +121,11 @@ ZooGrid LoadZooGrid(const std::string& name_or_path) {
   g.inits = List<std::string>(doc, "inits", path);
   CheckNames(path, "init", g.inits, InitNames());
   if (doc.contains("seeds")) g.seeds = List<int64_t>(doc, "seeds", path);
+  for (size_t i = 0; i < g.seeds.size(); ++i) {
+    if (g.seeds[i] < 0 || std::count(g.seeds.begin(), g.seeds.begin() + static_cast<std::ptrdiff_t>(i), g.seeds[i]) > 0) {
+      throw BadInput(fmt::format("{}: seeds={}: expected distinct seeds >= 0", path, fmt::join(g.seeds, ",")));
+    }
+  }
   if (doc.contains("checkpoints")) g.checkpoints = List<int64_t>(doc, "checkpoints", path);
   for (size_t i = 0; i < g.checkpoints.size(); ++i) {
     if (g.checkpoints[i] < 1 || (i > 0 && g.checkpoints[i] <= g.checkpoints[i - 1])) {
@@ -268,23 +273,72 @@ int64_t BuildZooShard(const ZooGrid& g, const std::string& results_dir, int64_t 
   return trained;
 }
 
-std::optional<ModelRecord> FindGridCheckpoint(RunStore& store, const ZooGrid& g, const std::vector<int64_t>& classes,
-                                              const std::string& activation, const std::string& init, int64_t seed,
-                                              int64_t bin) {
-  std::optional<ModelRecord> found;
+nlohmann::json GridModelKey(const ZooGrid& g) {
+  return {{"dataset", g.dataset},       {"data.dir", g.data_dir},       {"train_per_class", g.train_per_class},
+          {"arch", g.arch},             {"checkpoints", g.checkpoints}, {"train", g.train.ToJson()},
+          {"trainer_version", kTrainerVersion}};
+}
+
+namespace {
+
+// A record trained under the grid's current settings (an edited grid file's older models do not
+// count), whatever the device, thread count and BLAS it was built with.
+bool OfCurrentGrid(const nlohmann::json& spec, const ZooGrid& g) {
+  return spec.value("dataset", "") == g.dataset && spec.value("arch", "") == g.arch &&
+         spec.value("train_per_class", int64_t{-1}) == g.train_per_class && spec.contains("train") &&
+         spec.at("train") == g.train.ToJson() && spec.value("checkpoints", std::vector<int64_t>{}) == g.checkpoints &&
+         spec.value("trainer_version", -1) == kTrainerVersion;
+}
+
+// What identifies a unit apart from how it was built.
+std::tuple<std::vector<int64_t>, std::string, std::string, int64_t> UnitKey(const nlohmann::json& spec) {
+  return {spec.at("classes").get<std::vector<int64_t>>(), spec.at("activation").get<std::string>(),
+          spec.at("init").get<std::string>(), spec.at("seed").get<int64_t>()};
+}
+
+}  // namespace
+
+std::vector<ModelRecord> GridCheckpoints(RunStore& store, const ZooGrid& g) {
+  std::vector<ModelRecord> all;
+  // Per unit, the build done first (its unit record's time); its checkpoints only.
+  std::map<decltype(UnitKey({})), std::pair<double, std::string>> first_build;
   for (auto& r : store.ModelsOfGrid(g.name)) {
-    const auto& s = r.spec;
-    if (s.value("kind", "") != "zoo_grid_checkpoint" || s.at("bin").get<int64_t>() != bin ||
-        s.at("seed").get<int64_t>() != seed || s.at("activation") != activation || s.at("init") != init ||
-        s.at("classes").get<std::vector<int64_t>>() != classes) {
-      continue;
+    if (!OfCurrentGrid(r.spec, g)) continue;
+    if (r.spec.value("kind", "") == "zoo_grid_checkpoint") {
+      all.push_back(std::move(r));
+    } else if (r.spec.contains("index")) {
+      auto [it, fresh] = first_build.try_emplace(UnitKey(r.spec), r.created_at, r.hash);
+      if (!fresh && r.created_at < it->second.first) it->second = {r.created_at, r.hash};
     }
-    if (!found || r.created_at < found->created_at) found = std::move(r);
+  }
+  std::vector<ModelRecord> out;
+  for (auto& r : all) {
+    const auto it = first_build.find(UnitKey(r.spec));
+    if (it != first_build.end() && it->second.second == r.spec.value("unit", "")) out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::optional<ModelRecord> FindGridCheckpoint(RunStore& store, const ZooGrid& g, const std::string& dataset_sha256,
+                                              const std::vector<int64_t>& classes, const std::string& activation,
+                                              const std::string& init, int64_t seed, int64_t bin) {
+  std::optional<ModelRecord> found;
+  const auto key = std::tuple{classes, activation, init, seed};
+  for (auto& r : GridCheckpoints(store, g)) {
+    const int64_t b = r.spec.at("bin").get<int64_t>();
+    if (UnitKey(r.spec) != key || b > bin || r.spec.value("dataset_sha256", "") != dataset_sha256) continue;
+    if (!found || b > found->spec.at("bin").get<int64_t>()) found = std::move(r);
   }
   return found;
 }
 
-int64_t ZooUnitsDone(RunStore& store, const ZooGrid& g) { return store.CountGridUnits(g.name); }
+int64_t ZooUnitsDone(RunStore& store, const ZooGrid& g) {
+  std::set<decltype(UnitKey({}))> done;
+  for (const auto& r : store.ModelsOfGrid(g.name)) {
+    if (r.spec.contains("index") && OfCurrentGrid(r.spec, g)) done.insert(UnitKey(r.spec));
+  }
+  return static_cast<int64_t>(done.size());
+}
 
 std::string ZooListing(RunStore& store, const ZooGrid& g) {
   struct Acc {
@@ -293,12 +347,8 @@ std::string ZooListing(RunStore& store, const ZooGrid& g) {
     int64_t early = 0;
   };
   std::map<std::tuple<std::string, std::string, int64_t>, Acc> cells;
-  int64_t units = 0;
-  for (const auto& r : store.ModelsOfGrid(g.name)) {
-    if (r.spec.value("kind", "") != "zoo_grid_checkpoint") {
-      ++units;
-      continue;
-    }
+  const int64_t units = ZooUnitsDone(store, g);
+  for (const auto& r : GridCheckpoints(store, g)) {
     Acc& a = cells[{r.spec.at("activation").get<std::string>(), r.spec.at("init").get<std::string>(), r.spec.at("bin").get<int64_t>()}];
     ++a.n;
     a.val += r.metrics.value("val_acc", 0.0);
@@ -317,12 +367,11 @@ std::string ZooListing(RunStore& store, const ZooGrid& g) {
 
 int64_t ExportZoo(RunStore& store, const ZooGrid& g, const std::string& format, const std::string& out) {
   if (format != "csv" && format != "pt") throw BadInput(fmt::format("--format {}: expected csv or pt", format));
-  std::vector<ModelRecord> rows;
   std::map<std::string, int64_t> unit_index;  // unit hash → its index in the grid
-  for (auto& r : store.ModelsOfGrid(g.name)) {
+  for (const auto& r : store.ModelsOfGrid(g.name)) {
     if (r.spec.contains("index")) unit_index[r.hash] = r.spec.at("index").get<int64_t>();
-    if (r.spec.value("kind", "") == "zoo_grid_checkpoint") rows.push_back(std::move(r));
   }
+  std::vector<ModelRecord> rows = GridCheckpoints(store, g);
   if (rows.empty()) {
     throw BadInput(fmt::format("zoo grid '{}': nothing built in this results directory (run `transferbench zoo build {}` first)",
                                g.name, g.name));

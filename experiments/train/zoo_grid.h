@@ -69,15 +69,27 @@ nlohmann::json UnitSpec(const ZooGrid& grid, const ZooUnit& unit, const Dataset&
 // Returns the number trained.
 int64_t BuildZooShard(const ZooGrid& grid, const std::string& results_dir, int64_t offset, int64_t stride,
                       const std::string& device_name, const std::string& blas);
-// Units of the grid done in this results directory (for a given thread count: the key has it).
+// Units of the grid done in this results directory under its current settings (any device,
+// thread count or BLAS; a unit built twice counts once). The running build's progress line
+// counts the grid's unit records in SQL instead (RunStore::CountGridUnits), which is cheaper.
 int64_t ZooUnitsDone(RunStore& store, const ZooGrid& grid);
 
-// The grid's checkpoint of (classes, activation, init, seed) at epoch `bin` in this results
-// directory (the first built, where units were built more than once with other thread counts),
-// or nullopt. `classes` sorted.
-std::optional<ModelRecord> FindGridCheckpoint(RunStore& store, const ZooGrid& grid, const std::vector<int64_t>& classes,
-                                              const std::string& activation, const std::string& init, int64_t seed,
-                                              int64_t bin);
+// The settings every model of the grid is trained with (dataset, data.dir, training options,
+// checkpoints, trainer version): what a run taking models from the grid depends on.
+nlohmann::json GridModelKey(const ZooGrid& grid);
+
+// The grid's checkpoints under its current settings: records of an edited grid file's older
+// settings are left out, and of a unit built more than once (another thread count or device),
+// the first build's only.
+std::vector<ModelRecord> GridCheckpoints(RunStore& store, const ZooGrid& grid);
+
+// The model of (classes, activation, init, seed) at epoch bin `bin`: the unit's checkpoint at the
+// latest bin <= `bin` (a unit that stopped early has no later ones: its weights at `bin` are
+// those it stopped with), trained on the data of `dataset_sha256`; nullopt when not built.
+// `classes` sorted.
+std::optional<ModelRecord> FindGridCheckpoint(RunStore& store, const ZooGrid& grid, const std::string& dataset_sha256,
+                                              const std::vector<int64_t>& classes, const std::string& activation,
+                                              const std::string& init, int64_t seed, int64_t bin);
 
 // The rows of `zoo ls`: counts and mean accuracies by activation × init × checkpoint bin.
 std::string ZooListing(RunStore& store, const ZooGrid& grid);

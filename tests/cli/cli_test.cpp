@@ -214,11 +214,17 @@ TEST(CliTest, MergeRunsTakeTheirParentsFromAZooGrid) {
            {"run weight_average" + pair + " --set zoo.bin=4", "zoo.bin=4: zoo grid tiny has no such models (it has checkpoints 2,3)"},
            {"run weight_average" + pair + " --set classes_2=4,5", "classes_2=4,5: zoo grid tiny has no such models"},
            {"run weight_average" + pair + " --set activation=tanh", "activation=tanh: zoo grid tiny has no such models"},
+           {"run weight_average --set zoo.bin=11", "zoo.bin=11: only with zoo.grid"},
+           {"run weight_average" + pair + " --set seed=2", "seed=2: zoo grid tiny has no models of that seed (its seeds: 0,1)"},
+           {"run weight_average" + pair + " --set seed=1 --set parents_init=different",
+            "seed=1: parents_init=different takes W2 from the grid's next seed"},
            {"run weight_average" + pair, "no model on classes 0,1 (relu kaiming_uniform seed 0) at epoch bin 2"}}) {
     auto r = RunCommand(Tb(dir.path(), args));
     EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.out;
     EXPECT_NE(r.out.find(message), std::string::npos) << r.out;
   }
+  // Refused before a run is stored: only the last (the grid is not built yet) got as far as a run.
+  EXPECT_EQ(CountRows(dir / "runs.db", "SELECT COUNT(*) FROM runs"), 1);
   const std::string suite = dir / "grid_suite.json";
   std::ofstream(suite) << R"({"name": "gridded", "set": {"zoo.grid": ")" + grid + R"(", "classes_1": [0, 1],
     "classes_2": [2, 3], "finetune.epochs": [0, 1]},

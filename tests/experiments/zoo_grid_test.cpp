@@ -47,6 +47,8 @@ TEST(ZooGridTest, TheReportGridHasItsSizeAndBadGridsAreRefused) {
                 .find("subset [0,0]: expected distinct classes"),
             std::string::npos);
   EXPECT_NE(LoadError("no_such_grid").find("zoo grid 'no_such_grid': no such file"), std::string::npos);
+  EXPECT_NE(LoadError(WriteGrid(dir, "{" + base + R"(, "activations": ["relu"], "seeds": [0, 0]})")).find("seeds=0,0: expected distinct"),
+            std::string::npos);
 }
 
 TEST(ZooGridTest, BuildsResumablyFilesCheckpointsAndExportRoundTrips) {
