@@ -15,6 +15,7 @@
 #include <fmt/ranges.h>
 
 #include "experiments/cli/console.h"
+#include "experiments/cli/loss_command.h"
 #include "experiments/cli/zoo_command.h"
 #include "experiments/cli/runner.h"
 #include "experiments/cli/suite.h"
@@ -450,6 +451,7 @@ int TransferbenchMain(int argc, char** argv) {
   });
 
   AddZooCommand(app, results, code);
+  AddLossCommand(app, code);
 
   try {
     app.parse(argc, argv);

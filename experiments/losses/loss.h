@@ -25,7 +25,21 @@ struct LossInputs {
   torch::Tensor logits;          // [N, C] of the model being trained
   torch::Tensor teacher_logits;  // [N, C] of a reference model, if any
   torch::Tensor labels;          // [N] int64, if any
+  // Weight-space losses (a merger's prediction against its target): weight vectors [B, P], or
+  // one vector [P] (B = 1), and where P's layers start, ending with P (zoo export's index
+  // order); empty: the whole vector is one layer.
+  torch::Tensor predicted;
+  torch::Tensor target;
+  std::vector<int64_t> layer_bounds;
 };
+
+// The weight-space inputs as [B, P] each, checked: BadInput naming `loss` when either is missing
+// or their shapes differ, or the layer bounds do not partition P. Layer bounds defaulted to {0, P}.
+struct WeightPair {
+  torch::Tensor predicted, target;
+  std::vector<int64_t> bounds;
+};
+WeightPair RequireWeights(const LossInputs& in, const std::string& loss);
 
 class Loss {
  public:

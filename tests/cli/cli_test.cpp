@@ -47,7 +47,7 @@ TEST(CliTest, HelpAndRegistries) {
   EXPECT_NE(protocols.out.find("\nsurgery      edit a target A with a source B"), std::string::npos) << protocols.out;
   EXPECT_EQ(RunCommand(kBin + "/transferbench list models").out, "cnn2464\ndeep\nmega\nsuperwide\nverydeep\nwide\n");
   EXPECT_EQ(RunCommand(kBin + "/transferbench list datasets").out, "fashion-mnist\nidx\nmnist\n");
-  EXPECT_EQ(RunCommand(kBin + "/transferbench list losses").out, "cross_entropy\nkd\n");
+  EXPECT_EQ(RunCommand(kBin + "/transferbench list losses").out, "autoregressive_mse\ncross_entropy\nfft_difference\nkd\nlayerwise_normalized_mse\nmape\nmse\nnorm_difference\nquantile\n");
   auto help = RunCommand(kBin + "/exp_finetune --help");
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("steps"), std::string::npos);
@@ -197,6 +197,30 @@ TEST(CliTest, QuickNightlyEndToEnd) {
   EXPECT_NE(overlap_md.find("| mnist | wide → wide | finetune | – | shuffled | none | 1 |"), std::string::npos)
       << overlap_md;
   EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs"), runs_before_overlap);  // nothing ran twice
+}
+
+// `loss NAME --a --b`: a registered loss on two vectors from files, and its bad input.
+TEST(CliTest, LossEvaluatesOneLossOnTwoVectorFiles) {
+  testing::TempDir dir;
+  std::ofstream(dir / "a.txt") << "1\n2\n\n3\n4\n";
+  std::ofstream(dir / "b.txt") << "0\n2\n5\n4\n";
+  std::ofstream(dir / "bad.txt") << "1\n2x\n";
+  const std::string ab = " --a " + (dir / "a.txt") + " --b " + (dir / "b.txt");
+  auto q = RunCommand(Tb(dir.path(), "loss quantile" + ab + " --set q=0.5"));
+  EXPECT_EQ(q.exit_code, 0) << q.out;
+  EXPECT_EQ(q.out, "0.375\n");  // half the MAE of the differences 1, 0, -2, 0
+  auto layered = RunCommand(Tb(dir.path(), "loss layerwise_normalized_mse" + ab + " --layers 0,2,4 --set normalize=none"));
+  EXPECT_EQ(layered.out, "2.5\n") << layered.out;
+  for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
+           {"loss no_such" + ab, "loss 'no_such': unknown"},
+           {"loss mse --a " + (dir / "bad.txt") + " --b " + (dir / "b.txt"), "bad.txt:2: '2x': expected one finite number"},
+           {"loss mse --a " + (dir / "a.txt") + " --b " + (dir / "bad2.txt"), "bad2.txt: cannot open"},
+           {"loss quantile" + ab + " --set q=2", "q=2: expected a value in (0, 1)"},
+           {"loss mse --a " + (dir / "a.txt") + " --b " + (dir / "a.txt") + " --layers 0,9", "layer bounds 0,9"}}) {
+    auto r = RunCommand(Tb(dir.path(), args));
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.out;
+    EXPECT_NE(r.out.find(message), std::string::npos) << r.out;
+  }
 }
 
 // A suite whose merge runs name a zoo grid builds it first; the runs take their parents from its

@@ -19,7 +19,9 @@ TEST(RegistryTest, HoldsEveryExpectedName) {
                                       "preserved_concept_injection", "regmean", "sequential_finetune",
                                       "task_arithmetic", "ties_merge", "union_retrain", "vector_space_alignment",
                                       "weight_average"}));
-  EXPECT_EQ(Losses().Names(), (std::vector<std::string>{"cross_entropy", "kd"}));
+  EXPECT_EQ(Losses().Names(), (std::vector<std::string>{"autoregressive_mse", "cross_entropy", "fft_difference", "kd",
+                                                         "layerwise_normalized_mse", "mape", "mse", "norm_difference",
+                                                         "quantile"}));
   try {
     Methods().Find("surgery");
     FAIL();

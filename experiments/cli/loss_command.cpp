@@ -1,0 +1,72 @@
+#include "experiments/cli/loss_command.h"
+
+#include <cmath>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "experiments/losses/loss.h"
+#include "store/errors.h"
+
+namespace tb {
+namespace {
+
+// One number per line (blank lines skipped); BadInput naming the file and line otherwise.
+torch::Tensor ReadVector(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw BadInput(fmt::format("{}: cannot open (expected a file of one number per line)", path));
+  std::vector<double> values;
+  std::string line;
+  for (int64_t n = 1; std::getline(in, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    std::istringstream cell(line);
+    double v = 0;
+    std::string rest;
+    if (!(cell >> v) || (cell >> rest) || !std::isfinite(v)) {
+      throw BadInput(fmt::format("{}:{}: '{}': expected one finite number per line", path, n, line));
+    }
+    values.push_back(v);
+  }
+  if (values.empty()) throw BadInput(fmt::format("{}: no numbers (expected one per line)", path));
+  return torch::tensor(values, torch::kDouble);
+}
+
+}  // namespace
+
+void AddLossCommand(CLI::App& app, int& code) {
+  auto* cmd = app.add_subcommand("loss", "evaluate one registered loss on two weight vectors (one number per line)");
+  static std::string name, a, b;
+  static std::vector<std::string> sets;
+  static std::vector<int64_t> layers;
+  cmd->add_option("name", name, "the loss (transferbench list losses)")->required();
+  cmd->add_option("--a", a, "the predicted vector: a file of one number per line")->required();
+  cmd->add_option("--b", b, "the target vector, as long as --a")->required();
+  cmd->add_option("--set", sets, "a loss option, key=value (repeatable)");
+  cmd->add_option("--layers", layers, "layer offsets 0,...,P for the per-layer losses (default: one layer)")->delimiter(',');
+  cmd->callback([&] {
+    try {
+      auto loss = Losses().Find(name).make();
+      for (const auto& s : sets) {
+        const auto eq = s.find('=');
+        if (eq == std::string::npos) throw BadInput(fmt::format("--set {}: expected key=value", s));
+        loss->options().SetText(s.substr(0, eq), s.substr(eq + 1));
+      }
+      LossInputs in;
+      in.predicted = ReadVector(a);
+      in.target = ReadVector(b);
+      in.layer_bounds = layers;
+      std::cout << fmt::format("{:.17g}\n", loss->Compute(in).item<double>());
+      code = 0;
+    } catch (const BadInput& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      code = 2;
+    } catch (const std::exception& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      code = 1;
+    }
+  });
+}
+
+}  // namespace tb
