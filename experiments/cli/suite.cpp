@@ -128,6 +128,7 @@ SuiteResult RunSuite(const Suite& suite, const ResultPaths& paths,
       grids.emplace(it->get<std::string>(), run.config.device);
     }
   }
+  if (!grids.empty()) std::filesystem::create_directories(paths.results_dir);  // a first run: nothing there yet
   for (const auto& [name, device] : grids) {
     const ZooGrid grid = LoadZooGrid(name);
     RunStore store(paths.store_path());

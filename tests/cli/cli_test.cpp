@@ -243,21 +243,23 @@ TEST(CliTest, MergeRunsTakeTheirParentsFromAZooGrid) {
            {"run weight_average" + pair + " --set seed=1 --set parents_init=different",
             "seed=1: parents_init=different takes W2 from the grid's next seed"},
            {"run weight_average" + pair, "no model on classes 0,1 (relu kaiming_uniform seed 0) at epoch bin 2"}}) {
-    auto r = RunCommand(Tb(dir.path(), args));
+    auto r = RunCommand(Tb(dir / "refused", args));
     EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.out;
     EXPECT_NE(r.out.find(message), std::string::npos) << r.out;
   }
   // Refused before a run is stored: only the last (the grid is not built yet) got as far as a run.
-  EXPECT_EQ(CountRows(dir / "runs.db", "SELECT COUNT(*) FROM runs"), 1);
+  EXPECT_EQ(CountRows(dir / "refused/runs.db", "SELECT COUNT(*) FROM runs"), 1);
   const std::string suite = dir / "grid_suite.json";
   std::ofstream(suite) << R"({"name": "gridded", "set": {"zoo.grid": ")" + grid + R"(", "classes_1": [0, 1],
     "classes_2": [2, 3], "finetune.epochs": [0, 1]},
     "matrix": [{"method": ["weight_average", "ensemble"], "parents_init": ["shared", "different"], "zoo.bin": [2, 3]}]})";
-  auto r = RunCommand(Tb(dir.path(), "suite " + suite));
+  // From a results directory that does not exist yet, as a first nightly's.
+  const std::string results = dir / "results";
+  auto r = RunCommand(Tb(results, "suite " + suite));
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("building zoo grid tiny first (6 units)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("8 ran (0 failed)"), std::string::npos) << r.out;
-  const std::string db = dir / "runs.db";
+  const std::string db = results + "/runs.db";
   // W1 is the grid's checkpoint of {0, 1} (seed 0) at the run's bin: its accuracy, to the last bit.
   for (int bin : {2, 3}) {
     SQLite::Database d(db, SQLite::OPEN_READONLY);
@@ -279,14 +281,14 @@ TEST(CliTest, MergeRunsTakeTheirParentsFromAZooGrid) {
   EXPECT_EQ(CountRows(db, "SELECT COUNT(DISTINCT s.value) FROM summary s JOIN runs r ON r.id = s.run_id "
                           "WHERE s.key = 'parent2_acc' AND json_extract(r.config, '$.\"zoo.bin\"') = 3"), 2);
   EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM summary WHERE key = 'zoo/parent1_trained' AND value != 0"), 0);
-  const std::string zoo_md = testing::ReadFile(dir / "reports/gridded-zoo.md");
+  const std::string zoo_md = testing::ReadFile(results + "/reports/gridded-zoo.md");
   EXPECT_NE(zoo_md.find("| tiny | relu | kaiming_uniform | 2 |"), std::string::npos) << zoo_md;
   EXPECT_NE(zoo_md.find("12 zoo checkpoints"), std::string::npos) << zoo_md;
-  const std::string md = testing::ReadFile(dir / "reports/gridded.md");
+  const std::string md = testing::ReadFile(results + "/reports/gridded.md");
   EXPECT_NE(md.find("## Zoo: accuracy by activation"), std::string::npos) << md;
   EXPECT_NE(md.find("zoo.bin=3"), std::string::npos) << md;  // the bins are rows apart, not pooled
   // Resumes: the grid is built, the runs are done.
-  auto again = RunCommand(Tb(dir.path(), "suite " + suite));
+  auto again = RunCommand(Tb(results, "suite " + suite));
   EXPECT_EQ(again.out.find("building zoo grid"), std::string::npos) << again.out;
   EXPECT_NE(again.out.find("0 ran (0 failed), 8 already done"), std::string::npos) << again.out;
 }
