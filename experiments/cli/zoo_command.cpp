@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "experiments/cli/console.h"
 #include "experiments/cli/environment.h"
 #include "experiments/train/zoo_grid.h"
 #include "store/errors.h"
@@ -70,6 +71,7 @@ int BuildZooGrid(const ZooGrid& grid, const std::string& results, int64_t jobs, 
   const auto t0 = std::chrono::steady_clock::now();
   int failed = 0;
   size_t running = workers.size();
+  double next_line = 0;
   while (running > 0) {
     for (auto& pid : workers) {
       if (pid == 0) continue;
@@ -84,16 +86,22 @@ int BuildZooGrid(const ZooGrid& grid, const std::string& results, int64_t jobs, 
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double rate = s > 0 ? static_cast<double>(done - before) / s * 60 : 0;
     const int64_t left = grid.Units() - done;
-    std::cerr << fmt::format("\rzoo {}: {}/{} units, {:.1f} units/min ({} checkpoints each), {} elapsed, ETA {}   ",
-                             grid.name, done, grid.Units(), rate, grid.checkpoints.size(), Duration(s),
-                             rate > 0 ? Duration(static_cast<double>(left) / rate * 60) : std::string("?"))
-              << std::flush;
+    // A terminal gets one line updated in place; a log, a line every 30 seconds and the last.
+    const bool tty = StderrIsTerminal();
+    if (tty || running == 0 || s >= next_line) {
+      std::cerr << fmt::format("{}zoo {}: {}/{} units, {:.1f} units/min ({} checkpoints each), {} elapsed, ETA {}{}",
+                               tty ? "\r" : "", grid.name, done, grid.Units(), rate, grid.checkpoints.size(), Duration(s),
+                               rate > 0 ? Duration(static_cast<double>(left) / rate * 60) : std::string("?"),
+                               tty ? "   " : "\n")
+                << std::flush;
+      next_line = s + 30;
+    }
     if (running > 0) std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const int64_t trained = store.CountGridUnits(grid.name) - before;
   const int64_t done = ZooUnitsDone(store, grid);
-  std::cerr << "\n";
+  if (StderrIsTerminal()) std::cerr << "\n";
   std::cout << fmt::format("zoo {}: {} units trained in {} ({} workers x {} threads, {:.2f} units/min); {}/{} done\n",
                            grid.name, trained, Duration(s), jobs, threads,
                            s > 0 ? static_cast<double>(trained) / s * 60 : 0.0, done, grid.Units());
