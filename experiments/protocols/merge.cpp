@@ -271,9 +271,10 @@ class MergeRun : public ProtocolRun {
       const int64_t seed2 = c.parents_init == "shared" ? ctx.seed : *(at + 1);
       data = BuildData(ds, c, static_cast<uint64_t>(ctx.seed), static_cast<uint64_t>(seed2), grid_->train_per_class,
                        grid_->train.val_fraction);
-      p1 = GridEntry(ctx, ds, c.classes_1, ctx.seed);
-      p2 = GridEntry(ctx, ds, c.classes_2, seed2);
-      un = GridEntry(ctx, ds, data.classes, ctx.seed);
+      const std::vector<ModelRecord> checkpoints = GridCheckpoints(ctx.store, *grid_);  // read once
+      p1 = GridEntry(ctx, ds, checkpoints, c.classes_1, ctx.seed);
+      p2 = GridEntry(ctx, ds, checkpoints, c.classes_2, seed2);
+      un = GridEntry(ctx, ds, checkpoints, data.classes, ctx.seed);
     } else {
       data = BuildData(ds, c, Seed1(ctx.seed), Seed2(ctx.seed), c.train_per_class, c.train.val_fraction);
       Zoo zoo(ctx.paths.zoo_dir(), ctx.store);
@@ -412,9 +413,10 @@ class MergeRun : public ProtocolRun {
     grid_ = std::move(g);
   }
 
-  ZooEntry GridEntry(ProtocolContext& ctx, const ::tb::Dataset& ds, const std::vector<int64_t>& classes, int64_t seed) {
+  ZooEntry GridEntry(ProtocolContext& ctx, const ::tb::Dataset& ds, const std::vector<ModelRecord>& checkpoints,
+                     const std::vector<int64_t>& classes, int64_t seed) {
     const MergeScenario& c = config_;
-    const auto r = FindGridCheckpoint(ctx.store, *grid_, ds.sha256, classes, c.activation, c.init, seed, c.zoo_bin);
+    const auto r = FindGridCheckpoint(checkpoints, ds.sha256, classes, c.activation, c.init, seed, c.zoo_bin);
     if (!r) {
       throw BadInput(fmt::format("zoo.grid={}: no model on classes {} ({} {} seed {}) at epoch bin {} in this results "
                                  "directory (run `transferbench zoo build {}` first)",

@@ -319,15 +319,15 @@ std::vector<ModelRecord> GridCheckpoints(RunStore& store, const ZooGrid& g) {
   return out;
 }
 
-std::optional<ModelRecord> FindGridCheckpoint(RunStore& store, const ZooGrid& g, const std::string& dataset_sha256,
+std::optional<ModelRecord> FindGridCheckpoint(const std::vector<ModelRecord>& checkpoints, const std::string& dataset_sha256,
                                               const std::vector<int64_t>& classes, const std::string& activation,
                                               const std::string& init, int64_t seed, int64_t bin) {
   std::optional<ModelRecord> found;
   const auto key = std::tuple{classes, activation, init, seed};
-  for (auto& r : GridCheckpoints(store, g)) {
+  for (const auto& r : checkpoints) {
     const int64_t b = r.spec.at("bin").get<int64_t>();
     if (UnitKey(r.spec) != key || b > bin || r.spec.value("dataset_sha256", "") != dataset_sha256) continue;
-    if (!found || b > found->spec.at("bin").get<int64_t>()) found = std::move(r);
+    if (!found || b > found->spec.at("bin").get<int64_t>()) found = r;
   }
   return found;
 }

@@ -87,7 +87,8 @@ std::vector<ModelRecord> GridCheckpoints(RunStore& store, const ZooGrid& grid);
 // latest bin <= `bin` (a unit that stopped early has no later ones: its weights at `bin` are
 // those it stopped with), trained on the data of `dataset_sha256`; nullopt when not built.
 // `classes` sorted.
-std::optional<ModelRecord> FindGridCheckpoint(RunStore& store, const ZooGrid& grid, const std::string& dataset_sha256,
+// `checkpoints`: GridCheckpoints(store, grid), read once for the several models a run takes.
+std::optional<ModelRecord> FindGridCheckpoint(const std::vector<ModelRecord>& checkpoints, const std::string& dataset_sha256,
                                               const std::vector<int64_t>& classes, const std::string& activation,
                                               const std::string& init, int64_t seed, int64_t bin);
 
