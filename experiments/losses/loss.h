@@ -15,6 +15,7 @@
 
 #include <torch/torch.h>
 
+#include "experiments/models/model.h"
 #include "store/options.h"
 #include "store/registry.h"
 
@@ -31,7 +32,18 @@ struct LossInputs {
   torch::Tensor predicted;
   torch::Tensor target;
   std::vector<int64_t> layer_bounds;
+  // The network the weight vectors define, for losses that look at networks or neurons rather
+  // than at the vectors (functional, per-neuron topological): one shape per layer of
+  // layer_bounds (a weight [out, in, ...] or a bias [out]), the architecture and activation, and
+  // a probe batch of images [N, 1, 28, 28] when a loss runs the networks. Filled by DescribeModel.
+  std::vector<std::vector<int64_t>> layer_shapes;
+  std::string arch, activation;
+  torch::Tensor probe;
 };
+
+// Sets `in`'s layer_bounds, layer_shapes, arch and activation to those of the model `spec`
+// makes, its parameters in zoo export's order (BadInput for an unknown spec).
+void DescribeModel(LossInputs& in, const ModelSpec& spec);
 
 // The weight-space inputs as [B, P] each, checked: BadInput naming `loss` when either is missing
 // or their shapes differ, or the layer bounds do not partition P. Layer bounds defaulted to {0, P}.

@@ -43,6 +43,19 @@ WeightPair RequireWeights(const LossInputs& in, const std::string& loss) {
   return w;
 }
 
+void DescribeModel(LossInputs& in, const ModelSpec& spec) {
+  torch::NoGradGuard no_grad;
+  const ModelPtr model = MakeModel(spec);
+  in.layer_bounds = {0};
+  in.layer_shapes.clear();
+  for (const auto& p : model->parameters()) {
+    in.layer_bounds.push_back(in.layer_bounds.back() + p.numel());
+    in.layer_shapes.push_back(p.sizes().vec());
+  }
+  in.arch = spec.arch;
+  in.activation = spec.activation;
+}
+
 namespace {
 
 struct NoLossOptions {

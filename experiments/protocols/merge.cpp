@@ -12,6 +12,7 @@
 
 #include "experiments/merge/merging.h"
 #include "experiments/protocols/protocol.h"
+#include "experiments/merge/merger.h"
 #include "experiments/train/zoo.h"
 #include "experiments/train/zoo_grid.h"
 #include "store/hash.h"
@@ -230,7 +231,17 @@ class MergeRun : public ProtocolRun {
     }
   }
 
-  void CheckMethod(Method& method, const std::string& method_name) override { AsMerge(method).Check(); }
+  void CheckMethod(Method& method, const std::string& method_name) override {
+    MergeMethod& m = AsMerge(method);
+    m.Check();
+    if (m.NeedsZooGrid()) {
+      if (!grid_) {
+        throw BadInput(fmt::format("{}: learns from a zoo grid's models (expected zoo.grid=NAME, e.g. zoo.grid=report_relu)",
+                                   method_name));
+      }
+      m.CheckPair(config_.classes_1, config_.classes_2);
+    }
+  }
 
   nlohmann::json Identity() override {
     nlohmann::json id = {{"dataset_sha256", LoadDataset(DataSpec{config_.dataset, config_.data_dir}).sha256}};
@@ -295,10 +306,15 @@ class MergeRun : public ProtocolRun {
     ModelPtr init = MakeModel(ModelSpec{c.arch, c.activation, c.init, ds.num_classes});
     init->to(ctx.device);
     init->eval();
-    ModelPtr parent2 = SourceControl(p2.model, ctx.source, Seed2(ctx.seed), ctx.device);
+    ModelPtr parent2 = m.HandlesSource() ? CloneModel(p2.model) : SourceControl(p2.model, ctx.source, Seed2(ctx.seed), ctx.device);
 
+    MergeZooSource zoo_source;
+    if (grid_) {
+      zoo_source = MergeZooSource{&*grid_, c.zoo_bin, ds.sha256, c.activation, c.init, ctx.seed, &ctx.store,
+                                  ctx.paths.zoo_dir(), static_cast<int64_t>(torch::get_num_threads()), ctx.blas, ctx.source};
+    }
     MergeContext mctx{data, CloneModel(p1.model), parent2, CloneModel(init), CloneModel(un.model),
-                      ctx.device, ctx.log, static_cast<uint64_t>(ctx.seed)};
+                      ctx.device, ctx.log, static_cast<uint64_t>(ctx.seed), grid_ ? &zoo_source : nullptr};
     torch::manual_seed(static_cast<uint64_t>(ctx.seed));
     const double method_start = elapsed();
     MergeResult result = m.Merge(mctx);
@@ -360,6 +376,8 @@ class MergeRun : public ProtocolRun {
 
     if (result.model && !result.logits) {
       for (const auto& [k, v] : WeightDiagnostics(*result.model)) summary[k] = v;
+      // How far the merged weights are from the true union model's (before fine-tuning).
+      summary["union_weight_mse"] = (FlatWeights(*result.model) - FlatWeights(*un.model)).pow(2).mean().item<double>();
       summary["parent1/mp/share_outside"] = WeightDiagnostics(*p1.model).at("mp/share_outside");
       summary["parent2/mp/share_outside"] = WeightDiagnostics(*parent2).at("mp/share_outside");
       FineTune(result.model, data, c, ctx, parents_acc, union_acc, summary);

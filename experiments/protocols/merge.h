@@ -23,6 +23,7 @@
 #include "experiments/metrics/transfer.h"
 #include "experiments/models/model.h"
 #include "experiments/train/trainer.h"
+#include "experiments/train/zoo_grid.h"
 #include "store/logger.h"
 #include "store/options.h"
 
@@ -42,6 +43,20 @@ struct MergeData {
   Split test;            // test images of C1 ∪ C2
 };
 
+// The zoo grid the run's models come from (zoo.grid), for methods that learn from the whole zoo
+// (transformer_merge, zoo_mean).
+struct MergeZooSource {
+  const ZooGrid* grid = nullptr;
+  int64_t bin = 0;
+  std::string dataset_sha256, activation, init;
+  int64_t seed = 0;  // the grid seed of W1 and the union model
+  RunStore* store = nullptr;
+  std::string zoo_dir;
+  int64_t threads = 1;
+  std::string blas;
+  std::string source;  // the run-level control, for methods that apply it themselves (HandlesSource)
+};
+
 struct MergeContext {
   const MergeData& data;
   ModelPtr parent1, parent2;  // W1 and W2 (or its control); copies a method may change
@@ -50,6 +65,7 @@ struct MergeContext {
   torch::Device device;
   RunLogger& log;
   uint64_t seed;
+  const MergeZooSource* zoo = nullptr;  // null without zoo.grid
 };
 
 struct MergeResult {
@@ -74,6 +90,13 @@ class MergeMethod : public Method {
   virtual bool UsesParents() const { return true; }
   // Checks the method's own options before anything is trained or stored (BadInput naming the value).
   virtual void Check() const {}
+  // Whether the method learns from the zoo grid (then zoo.grid is required), and its check of
+  // the scenario's pair against what it learned from (e.g. a learned merger's test split).
+  virtual bool NeedsZooGrid() const { return false; }
+  virtual void CheckPair(const std::vector<int64_t>& classes_1, const std::vector<int64_t>& classes_2) const {}
+  // Whether the method applies the run-level source control itself (MergeZooSource::source) instead
+  // of being given W2's control: a learned merger's control is one trained on shuffled targets.
+  virtual bool HandlesSource() const { return false; }
   virtual MergeResult Merge(MergeContext& ctx) = 0;
 };
 

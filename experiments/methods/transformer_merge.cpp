@@ -1,0 +1,96 @@
+// transformer_merge: the weight-task merging report's learned merger (section 4), a two-encoder
+// TransformerAE trained on the zoo grid's triples (W1 on C1, W2 on C2 → the model on C1 ∪ C2) of
+// the run's activation, init, seed and epoch bin, split by the union class set; the run's pair
+// must be a test pair, so its target was never seen. The trained merger is cached (its curve
+// logged by the run that trained it); its prediction from the run's W1 and W2 is the merged
+// model. Under source=shuffled it is the control the issue asks a learned merger to beat: the
+// same merger trained with its targets shuffled across the training pairs. zoo_mean (a reference
+// row, zoo_mean.cpp) is what a collapsed merger would output.
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "experiments/merge/merger.h"
+#include "experiments/protocols/merge.h"
+#include "store/errors.h"
+
+namespace tb {
+namespace {
+
+struct TransformerMergeOptions {
+  MergerConfig config;
+  MergerTraining training;
+  MergerSplit split;
+  void Bind(Options& o) {
+    config.Bind(o, "merger.");
+    training.Bind(o, "merger.");
+    split.Bind(o, "split.");
+  }
+};
+
+class TransformerMerge : public MethodWithOptions<TransformerMergeOptions, MergeMethod> {
+ public:
+  bool NeedsZooGrid() const override { return true; }
+  bool HandlesSource() const override { return true; }
+  void Check() const override {
+    opts().config.Check("merger.");
+    opts().training.Check("merger.");
+    opts().split.Check("split.");
+  }
+  void CheckPair(const std::vector<int64_t>& c1, const std::vector<int64_t>& c2) const override {
+    std::vector<int64_t> u = c1;
+    u.insert(u.end(), c2.begin(), c2.end());
+    std::sort(u.begin(), u.end());
+    const std::string where = opts().split.Of(u);
+    if (where != "test") {
+      throw BadInput(fmt::format("classes_1={} classes_2={}: their union {} is in the merger's {} split (expected a test "
+                                 "pair, whose target it never saw: list it in split.test_pairs={}+{})",
+                                 fmt::join(c1, ","), fmt::join(c2, ","), fmt::join(u, ""), where, fmt::join(c1, ""),
+                                 fmt::join(c2, "")));
+    }
+  }
+
+  MergeResult Merge(MergeContext& ctx) override {
+    const MergeZooSource& zoo = *ctx.zoo;
+    if (zoo.source == "random") {
+      throw BadInput("source=random: transformer_merge's control is source=shuffled (the merger trained on shuffled "
+                     "targets); expected source=trained or shuffled");
+    }
+    const ZooTriples triples = LoadZooTriples(*zoo.store, *zoo.grid, zoo.dataset_sha256, zoo.activation, zoo.init,
+                                              zoo.seed, zoo.bin, opts().split);
+    MergerRequest req;
+    req.grid = zoo.grid;
+    req.dataset_sha256 = zoo.dataset_sha256;
+    req.activation = zoo.activation;
+    req.init = zoo.init;
+    req.seed = zoo.seed;
+    req.bin = zoo.bin;
+    req.split = opts().split;
+    req.config = opts().config;
+    req.training = opts().training;
+    req.targets = zoo.source == "shuffled" ? "shuffled" : "trained";
+    req.device = ctx.device;
+    req.threads = zoo.threads;
+    req.blas = zoo.blas;
+    req.zoo_dir = zoo.zoo_dir;
+    const TrainedMerger merger = GetMerger(req, triples, *zoo.store, &ctx.log);
+    ctx.log.Text(fmt::format("merger {} ({}): {} training triples, best epoch {}, test weight MSE {:.3g}",
+                             merger.hash.substr(0, 12), merger.trained ? "trained" : "from the cache",
+                             merger.metrics.value("train_triples", 0), merger.metrics.value("best_epoch", 0),
+                             merger.metrics.value("test_mse", 0.0)));
+    const torch::Tensor w1 = FlatWeights(*ctx.parent1).unsqueeze(0), w2 = FlatWeights(*ctx.parent2).unsqueeze(0);
+    MergeResult r;
+    r.model = FromFlat(ctx.parent1->spec(), merger.Predict(w1, w2)[0], ctx.device);
+    for (const auto& [key, value] : merger.metrics.items()) {
+      if (value.is_number()) r.diagnostics["merger_" + key] = value.get<double>();
+    }
+    r.diagnostics["merger_cached"] = merger.trained ? 0 : 1;
+    return r;
+  }
+};
+
+}  // namespace
+
+TB_REGISTER_METHOD(transformer_merge, TransformerMerge, "TransformerAE merger (learned)",
+                   "the weight-task merging report, section 4");
+
+}  // namespace tb
