@@ -165,12 +165,15 @@ TableSpec MergeTableSpec(const std::string& suite, DeclaredOptions declared) {
                {"catchup_union", "Catch-up union (steps)", false},
                {"catchup_union_reached", "reached %", true},
                {"stability", "Stability (max drop) %", true},
-               {"barrier_rebasin", "Barrier (Re-Basin)", false}};
+               {"barrier_rebasin", "Barrier (Re-Basin)", false},
+               {"union_weight_mse", "Weight MSE to union", false}};
   s.note = "IID: 10-way top-1 on the test images of C1 ∪ C2 after 0/1/2/5 fine-tuning epochs; OOD: on the classes "
            "outside C1 ∪ C2 (near 0 for a model that never saw them); Shift: C1 ∪ C2 rotated by shift.degrees; "
            "catch-up: steps until IID reaches the parents' mean accuracy on their own classes / comes within 2 points "
            "of union_retrain, over the runs that reached it (reached: how often). union_retrain, ensemble and "
-           "init_control are references; the ensemble is not one model and is not fine-tuned.";
+           "init_control are references; the ensemble is not one model and is not fine-tuned. Weight MSE to union: mean "
+           "squared difference of the merged weights (before fine-tuning) from the union model's; zoo_mean (the mean "
+           "of a learned merger's training targets) is the reference a learned merger must beat.";
   return s;
 }
 

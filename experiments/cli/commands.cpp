@@ -33,7 +33,6 @@ namespace tb {
 namespace {
 
 namespace fs = std::filesystem;
-using Settings = std::vector<std::pair<std::string, nlohmann::json>>;
 
 std::string DefaultResults() {
   if (const char* env = std::getenv("TRANSFERBENCH_RESULTS")) return env;
@@ -138,9 +137,11 @@ void PrintRunsTable(const std::vector<RunRecord>& runs, RunStore& store) {
 
 }  // namespace
 
-int ExperimentMain(const std::string& method, int argc, char** argv) {
-  CLI::App app{fmt::format("exp_{}: one TransferBench run of method {} (the same as `transferbench run {}`)",
-                           method, method, method)};
+int ExperimentMain(const std::string& method, int argc, char** argv, const Settings& presets, const std::string& title,
+                   const std::string& extra_help) {
+  CLI::App app{title.empty() ? fmt::format("exp_{}: one TransferBench run of method {} (the same as `transferbench run {}`)",
+                                           method, method, method)
+                             : title};
   std::vector<std::string> sets, tags;
   std::string config_file, results = DefaultResults(), suite;
   bool verbose = false, list_options = false;
@@ -151,7 +152,7 @@ int ExperimentMain(const std::string& method, int argc, char** argv) {
   app.add_option("--tag", tags, "tag recorded with the run (repeatable)");
   app.add_flag("-v,--verbose", verbose, "echo progress and scalars on stderr");
   app.add_flag("--options", list_options, "list the options with their defaults");
-  app.footer("\n" + RunHelp(method));
+  app.footer("\n" + extra_help + RunHelp(method));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -159,10 +160,56 @@ int ExperimentMain(const std::string& method, int argc, char** argv) {
     return code == 0 ? 0 : 2;
   }
   if (list_options) {
-    std::cout << RunHelp(method);
+    std::cout << extra_help << RunHelp(method);
     return 0;
   }
-  return Guarded([&] { return DoRun(method, ParseSettings(sets, config_file), results, verbose, suite, tags); });
+  return Guarded([&] {
+    Settings settings = presets;  // the binary's defaults first: --config and --set override them
+    for (auto& s : ParseSettings(sets, config_file)) settings.push_back(std::move(s));
+    return DoRun(method, settings, results, verbose, suite, tags);
+  });
+}
+
+Settings LossExperimentDefaults(const std::string& loss) {
+  Settings s = {{"dataset", "mnist"}, {"zoo.grid", "merger"}, {"zoo.bin", 11}, {"classes_1", nlohmann::json::array({1, 7})},
+                {"classes_2", nlohmann::json::array({3, 8})}};
+  if (!Losses().Find(loss).make()->IsMetric()) s.emplace_back("loss", loss);
+  return s;
+}
+
+int MultiCallMain(int argc, char** argv) {
+  const std::string called = std::filesystem::path(argv[0]).filename().string();
+  auto starts = [&](const std::string& prefix) { return called.rfind(prefix, 0) == 0; };
+  try {
+    if (starts("exp_loss_")) {
+      const std::string loss = called.substr(9);
+      const LossInfo& info = Losses().Find(loss);
+      auto l = info.make();
+      const std::string help = fmt::format(
+          "loss {} — {}\nreference: {}\n{}loss options (set them as loss.options=k=v,k=v):\n{}\n", loss,
+          info.display_name, info.reference,
+          l->IsMetric() ? "a metric, not a gradient: the merger trains with its default loss and every merged model's "
+                          "distance to the union model is logged with it\n"
+                        : "",
+          l->options().Help());
+      return ExperimentMain("transformer_merge", argc, argv, LossExperimentDefaults(loss),
+                            fmt::format("exp_loss_{}: the learned merger (transformer_merge) trained with loss {} on the "
+                                        "`merger` zoo grid, evaluated on the pair 1,7 + 3,8 (the same as `transferbench "
+                                        "run transformer_merge --set loss={}` with these defaults)", loss, loss, loss),
+                            help);
+    }
+    if (starts("exp_")) {
+      const std::string method = called.substr(4);
+      Methods().Find(method);  // BadInput listing the methods
+      return ExperimentMain(method, argc, argv);
+    }
+  } catch (const BadInput& e) {
+    std::cerr << "error: " << called << ": " << e.what() << "\n";
+    return 2;
+  }
+  std::cerr << fmt::format("error: {}: called by an unknown name (expected a link named exp_<method> or exp_loss_<loss>, "
+                           "as build/bin holds for every method and loss)\n", called);
+  return 2;
 }
 
 int TransferbenchMain(int argc, char** argv) {

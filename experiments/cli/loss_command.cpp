@@ -1,5 +1,7 @@
 #include "experiments/cli/loss_command.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <iostream>
@@ -40,12 +42,15 @@ void AddLossCommand(CLI::App& app, int& code) {
   static std::string name, a, b;
   static std::vector<std::string> sets;
   static std::vector<int64_t> layers;
+  static int64_t repeat = 0;
   cmd->add_option("name", name, "the loss (transferbench list losses)")->required();
   cmd->add_option("--a", a, "the predicted vector: a file of one number per line")->required();
   cmd->add_option("--b", b, "the target vector, as long as --a")->required();
   cmd->add_option("--set", sets, "a loss option, key=value (repeatable)");
   cmd->add_option("--layers", layers, "layer offsets 0,...,P for the per-layer losses (default: one layer)")->delimiter(',');
-  cmd->callback([&] {
+  cmd->add_option("--repeat", repeat,
+                  "evaluate N times and print a second line, seconds_per_eval <mean seconds> (for timing against other tools)");
+  cmd->callback([&, cmd] {
     try {
       auto loss = Losses().Find(name).make();
       for (const auto& s : sets) {
@@ -57,7 +62,15 @@ void AddLossCommand(CLI::App& app, int& code) {
       in.predicted = ReadVector(a);
       in.target = ReadVector(b);
       in.layer_bounds = layers;
-      std::cout << fmt::format("{:.17g}\n", loss->Compute(in).item<double>());
+      if (repeat < 0 || (repeat == 0 && cmd->count("--repeat") > 0)) {
+        throw BadInput(fmt::format("--repeat {}: expected a count >= 1", repeat));
+      }
+      const auto start = std::chrono::steady_clock::now();
+      double value = 0;
+      for (int64_t i = 0; i < std::max<int64_t>(repeat, 1); ++i) value = loss->Compute(in).item<double>();
+      const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
+      std::cout << fmt::format("{:.17g}\n", value);
+      if (repeat > 0) std::cout << fmt::format("seconds_per_eval {:.6g}\n", elapsed.count() / repeat);
       code = 0;
     } catch (const BadInput& e) {
       std::cerr << "error: " << e.what() << "\n";

@@ -21,6 +21,21 @@
 
 namespace tb {
 
+// What latent losses ask of the learned merger being trained (LossInputs.latent; null elsewhere).
+class LatentAccess {
+ public:
+  virtual ~LatentAccess() = default;
+  // The neck [B, k] of the batch's (W1, W2), with gradients.
+  virtual torch::Tensor Neck() = 0;
+  // The neck of the same batch with the hidden neurons of W1 and W2 permuted: a second view of
+  // the same pairs (the hyper-representation papers' augmentation), with gradients.
+  virtual torch::Tensor AugmentedNeck() = 0;
+  // Encoder `k`'s (1 or 2) encoding of a weight batch [B, P], mean-pooled over tokens: [B, d].
+  virtual torch::Tensor Encode(int k, const torch::Tensor& weights) = 0;
+  // W1 (k = 1) or W2 (k = 2) of the batch [B, P].
+  virtual torch::Tensor Input(int k) = 0;
+};
+
 // What a loss may look at; a loss documents which fields it needs and checks them.
 struct LossInputs {
   torch::Tensor logits;          // [N, C] of the model being trained
@@ -39,6 +54,7 @@ struct LossInputs {
   std::vector<std::vector<int64_t>> layer_shapes;
   std::string arch, activation;
   torch::Tensor probe;
+  LatentAccess* latent = nullptr;
 };
 
 // Sets `in`'s layer_bounds, layer_shapes, arch and activation to those of the model `spec`
@@ -53,11 +69,18 @@ struct WeightPair {
 };
 WeightPair RequireWeights(const LossInputs& in, const std::string& loss);
 
+// NT-Xent (SimCLR's normalised temperature-scaled cross-entropy) between two views [B, k] whose
+// rows i are positives: the contrastive loss's core.
+torch::Tensor NtXent(const torch::Tensor& a, const torch::Tensor& b, double temperature);
+
 class Loss {
  public:
   virtual ~Loss() = default;
   virtual Options& options() = 0;
   virtual torch::Tensor Compute(const LossInputs& in) = 0;
+  // A metric rather than a training loss (no gradient, e.g. the bottleneck distance): logged for
+  // merged models, refused as a merger's training loss.
+  virtual bool IsMetric() const { return false; }
 };
 
 template <class OptionsStruct>

@@ -388,10 +388,19 @@ class TransformerAEImpl : public nn::Module {
     torch::Tensor weights, neck;
   };
 
-  Output forward(const torch::Tensor& w1, const torch::Tensor& w2) {
+  torch::Tensor Neck(const torch::Tensor& w1, const torch::Tensor& w2) {
     const torch::Tensor z1 = Encode(w1, embed_1, enc_1), z2 = Encode(w2, embed_2, enc_2);
+    return torch::tanh(fuse(torch::cat({z1, z2}, 2).reshape({w1.size(0), -1})));
+  }
+
+  // Encoder k's encoding of a weight batch, mean-pooled over tokens [B, d_model].
+  torch::Tensor Encoding(int k, const torch::Tensor& w) {
+    return (k == 1 ? Encode(w, embed_1, enc_1) : Encode(w, embed_2, enc_2)).mean(1);
+  }
+
+  Output forward(const torch::Tensor& w1, const torch::Tensor& w2) {
     const int64_t b = w1.size(0);
-    const torch::Tensor neck = torch::tanh(fuse(torch::cat({z1, z2}, 2).reshape({b, -1})));
+    const torch::Tensor neck = Neck(w1, w2);
     torch::Tensor x = neck2seq(neck).view({b, tokens_, c_.d_model});
     x = dec(x * std::sqrt(static_cast<double>(c_.d_model)) + positions_);
     std::vector<torch::Tensor> parts;
@@ -427,12 +436,12 @@ class TransformerAEImpl : public nn::Module {
   nn::Linear fuse{nullptr}, neck2seq{nullptr};
 };
 
-std::shared_ptr<TransformerAEImpl> MakeMerger(const MergerConfig& config, const ModelSpec& spec) {
+std::shared_ptr<torch::nn::Module> MakeMerger(const MergerConfig& config, const ModelSpec& spec) {
   return std::make_shared<TransformerAEImpl>(config, Tokenisation(config.tokens, spec), CountParameters(*MakeModel(spec)));
 }
 
-torch::Tensor MergerForward(TransformerAEImpl& merger, const torch::Tensor& w1, const torch::Tensor& w2) {
-  return merger.forward(w1, w2).weights;
+torch::Tensor MergerForward(torch::nn::Module& merger, const torch::Tensor& w1, const torch::Tensor& w2) {
+  return dynamic_cast<TransformerAEImpl&>(merger).forward(w1, w2).weights;
 }
 
 torch::Tensor TrainedMerger::Predict(const torch::Tensor& w1, const torch::Tensor& w2) const {
@@ -477,6 +486,30 @@ void SetLossOptions(Loss& loss, const std::string& text) {
 
 struct Batch {
   torch::Tensor w1, w2, w3;
+};
+
+// The latents of one batch, for the latent losses.
+class BatchLatents : public LatentAccess {
+ public:
+  BatchLatents(TransformerAEImpl& merger, const Batch& batch, torch::Tensor neck, const torch::Tensor& pool, int64_t salt)
+      : merger_(merger), batch_(batch), neck_(std::move(neck)), pool_(pool), salt_(salt) {}
+  torch::Tensor Neck() override { return neck_; }
+  torch::Tensor AugmentedNeck() override {
+    const int64_t b = batch_.w1.size(0);
+    const torch::Tensor which =
+        (torch::arange(b, torch::TensorOptions().dtype(torch::kInt64).device(pool_.device())) * 7919 + salt_)
+            .remainder(pool_.size(0));
+    const torch::Tensor idx = pool_.index_select(0, which);
+    return merger_.Neck(batch_.w1.gather(1, idx), batch_.w2.gather(1, idx));
+  }
+  torch::Tensor Encode(int k, const torch::Tensor& w) override { return merger_.Encoding(k, w); }
+  torch::Tensor Input(int k) override { return k == 1 ? batch_.w1 : batch_.w2; }
+
+ private:
+  TransformerAEImpl& merger_;
+  const Batch& batch_;
+  torch::Tensor neck_, pool_;
+  int64_t salt_;
 };
 
 }  // namespace
@@ -563,14 +596,18 @@ TrainedMerger GetMerger(const MergerRequest& req, const ZooTriples& triples, Run
     m.model->SetScaler(mean.to(req.device), scale.to(req.device));
   }
 
-  const torch::Tensor pool = tr.augment > 0 ? NeuronPermutations(spec, 256, static_cast<uint64_t>(req.seed) + 5).to(req.device)
-                                            : torch::Tensor();
+  // Neuron permutations: augment's copies, and the contrastive loss's second view.
+  const torch::Tensor pool = NeuronPermutations(spec, 64, static_cast<uint64_t>(req.seed) + 5).to(req.device);
+  int64_t step = 0;
   torch::optim::Adam optimizer(m.model->parameters(), torch::optim::AdamOptions(tr.lr));
   auto compute = [&](const Batch& batch) {
     LossInputs in = proto;
-    in.predicted = m.model->forward(batch.w1, batch.w2).weights;
+    const auto out = m.model->forward(batch.w1, batch.w2);
+    BatchLatents latents(*m.model, batch, out.neck, pool, ++step);
+    in.predicted = out.weights;
     in.target = batch.w3;
-    return loss->Compute(in);
+    in.latent = &latents;
+    return std::pair{loss->Compute(in), (out.weights - batch.w3).pow(2).mean()};
   };
   auto evaluate = [&](const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& u) {
     torch::NoGradGuard no_grad;
@@ -581,11 +618,9 @@ TrainedMerger GetMerger(const MergerRequest& req, const ZooTriples& triples, Run
       const int64_t e = std::min(n, s + 256);
       const Batch batch{models.index_select(0, a.slice(0, s, e)), models.index_select(0, b.slice(0, s, e)),
                         models.index_select(0, u.slice(0, s, e))};
-      LossInputs in = proto;
-      in.predicted = m.model->forward(batch.w1, batch.w2).weights;
-      in.target = batch.w3;
-      total += loss->Compute(in).item<double>() * (e - s);
-      mse += (in.predicted - in.target).pow(2).mean().item<double>() * (e - s);
+      const auto [l, batch_mse] = compute(batch);
+      total += l.item<double>() * (e - s);
+      mse += batch_mse.item<double>() * (e - s);
     }
     return std::pair{total / n, mse / n};
   };
@@ -618,7 +653,7 @@ TrainedMerger GetMerger(const MergerRequest& req, const ZooTriples& triples, Run
         batch.w3 = batch.w3.gather(1, idx);
       }
       optimizer.zero_grad();
-      torch::Tensor l = compute(batch);
+      torch::Tensor l = compute(batch).first;
       if (!l.requires_grad()) {
         throw BadInput(fmt::format("loss={}: gives no gradient (a metric, not a training loss; expected a differentiable "
                                    "loss)", tr.loss));

@@ -141,8 +141,8 @@ TrainedMerger GetMerger(const MergerRequest& request, const ZooTriples& triples,
 
 // An untrained merger (xavier-initialised, seeded by torch::manual_seed) and its prediction in
 // weight space, with gradients (for benchmarks and tests; GetMerger trains and caches).
-std::shared_ptr<TransformerAEImpl> MakeMerger(const MergerConfig& config, const ModelSpec& spec);
-torch::Tensor MergerForward(TransformerAEImpl& merger, const torch::Tensor& w1, const torch::Tensor& w2);
+std::shared_ptr<torch::nn::Module> MakeMerger(const MergerConfig& config, const ModelSpec& spec);
+torch::Tensor MergerForward(torch::nn::Module& merger, const torch::Tensor& w1, const torch::Tensor& w2);
 
 // `count` seeded permutations of the hidden neurons as index vectors [count, P]: gathering a flat
 // weight vector with one gives a network that computes the same function (augment=N).

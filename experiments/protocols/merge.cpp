@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "experiments/losses/loss.h"
 #include "experiments/merge/merging.h"
 #include "experiments/protocols/protocol.h"
 #include "experiments/merge/merger.h"
@@ -378,6 +379,15 @@ class MergeRun : public ProtocolRun {
       for (const auto& [k, v] : WeightDiagnostics(*result.model)) summary[k] = v;
       // How far the merged weights are from the true union model's (before fine-tuning).
       summary["union_weight_mse"] = (FlatWeights(*result.model) - FlatWeights(*un.model)).pow(2).mean().item<double>();
+      // Metric-only losses (the bottleneck distance), between the merged and the union model.
+      LossInputs between;
+      DescribeModel(between, result.model->spec());
+      between.predicted = FlatWeights(*result.model).to(torch::kDouble);
+      between.target = FlatWeights(*un.model).to(torch::kDouble);
+      for (const auto& name : Losses().Names()) {
+        auto metric = Losses().Find(name).make();
+        if (metric->IsMetric()) summary["union_" + name] = metric->Compute(between).item<double>();
+      }
       summary["parent1/mp/share_outside"] = WeightDiagnostics(*p1.model).at("mp/share_outside");
       summary["parent2/mp/share_outside"] = WeightDiagnostics(*parent2).at("mp/share_outside");
       FineTune(result.model, data, c, ctx, parents_acc, union_acc, summary);

@@ -3,6 +3,8 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <fmt/format.h>
+#include <filesystem>
+
 #include <gtest/gtest.h>
 
 #include "store/run_store.h"
@@ -36,8 +38,9 @@ TEST(CliTest, HelpAndRegistries) {
            {"init_control", "merge"}, {"joint_retrain", "continual"}, {"label_probe", "surgery"},
            {"linear_stitch", "surgery"}, {"merge_continual", "continual"}, {"permutation_merge", "merge"},
            {"preserved_concept_injection", "surgery"}, {"regmean", "merge"}, {"sequential_finetune", "continual"},
-           {"task_arithmetic", "merge"}, {"ties_merge", "merge"}, {"union_retrain", "merge"},
-           {"vector_space_alignment", "surgery"}, {"weight_average", "merge"}}) {
+           {"task_arithmetic", "merge"}, {"ties_merge", "merge"}, {"transformer_merge", "merge"},
+           {"union_retrain", "merge"}, {"vector_space_alignment", "surgery"}, {"weight_average", "merge"},
+           {"zoo_mean", "merge"}}) {
     expected += m + std::string(31 - m.size(), ' ') + protocol + "\n";
   }
   EXPECT_EQ(methods.out, expected);
@@ -47,7 +50,31 @@ TEST(CliTest, HelpAndRegistries) {
   EXPECT_NE(protocols.out.find("\nsurgery      edit a target A with a source B"), std::string::npos) << protocols.out;
   EXPECT_EQ(RunCommand(kBin + "/transferbench list models").out, "cnn2464\ndeep\nmega\nsuperwide\nverydeep\nwide\n");
   EXPECT_EQ(RunCommand(kBin + "/transferbench list datasets").out, "fashion-mnist\nidx\nmnist\n");
-  EXPECT_EQ(RunCommand(kBin + "/transferbench list losses").out, "autoregressive_mse\ncross_entropy\nfft_difference\nkd\nlayerwise_normalized_mse\nmape\nmse\nnorm_difference\nquantile\n");
+  // Every weight-space loss has its experiment, exp_loss_<name> (a link to the multi-call tb_exp);
+  // the output losses of distillation (cross_entropy, kd) train no merger.
+  const std::vector<std::string> losses = {
+      "autoregressive_mse", "bottleneck", "composite",      "contractive",        "contrastive",
+      "cross_entropy",      "fft_difference", "fisher",     "gromov_wasserstein", "jacobian_frobenius",
+      "jensen_shannon",     "kd",         "latent_consistency", "layerwise_normalized_mse", "mape",
+      "mel_difference",     "ms_fid",     "mse",            "multipersistence",   "norm_difference",
+      "persistence",        "quantile",   "sinkhorn",       "sliced_wasserstein"};
+  std::string listed;
+  for (const auto& l : losses) {
+    listed += l + "\n";
+    const bool output_loss = l == "cross_entropy" || l == "kd";
+    EXPECT_EQ(std::filesystem::exists(kBin + "/exp_loss_" + l), !output_loss) << l;
+  }
+  EXPECT_EQ(RunCommand(kBin + "/transferbench list losses").out, listed);
+  auto loss_help = RunCommand(kBin + "/exp_loss_quantile --help");
+  EXPECT_EQ(loss_help.exit_code, 0);
+  EXPECT_NE(loss_help.out.find("trained with loss quantile"), std::string::npos) << loss_help.out;
+  EXPECT_NE(loss_help.out.find("loss options"), std::string::npos) << loss_help.out;
+  EXPECT_NE(loss_help.out.find("the quantile, in (0, 1)"), std::string::npos) << loss_help.out;
+  EXPECT_NE(loss_help.out.find("merger.d_model"), std::string::npos) << loss_help.out;
+  EXPECT_NE(RunCommand(kBin + "/exp_loss_bottleneck --help").out.find("a metric, not a gradient"), std::string::npos);
+  auto stray = RunCommand(kBin + "/tb_exp");
+  EXPECT_EQ(stray.exit_code, 2);
+  EXPECT_NE(stray.out.find("called by an unknown name"), std::string::npos) << stray.out;
   auto help = RunCommand(kBin + "/exp_finetune --help");
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("steps"), std::string::npos);

@@ -1,5 +1,6 @@
 // The learned merger (experiments/merge/merger.h): its tokenisations, the zoo triples and their
 // split, training, caching and the shuffled-target control, on a tiny grid built by the test.
+#include <cmath>
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -127,6 +128,16 @@ TEST(MergerTest, TrainsOnTheTrainingTriplesCachesAndKeepsTheControlApart) {
   MergerTraining bad;
   bad.loss = "no_such_loss";
   EXPECT_THROW(bad.Check("merger."), BadInput);
+  // The losses on the merger's latents, and the report's composite of four, train it too.
+  for (const std::string name : {"latent_consistency", "contrastive", "composite"}) {
+    MergerRequest other = req;
+    other.training.loss = name;
+    other.training.epochs = 1;
+    other.training.probe = 4;
+    const TrainedMerger o = GetMerger(other, t, store, nullptr);
+    EXPECT_TRUE(std::isfinite(o.metrics.at("val_loss").get<double>())) << name;
+    EXPECT_TRUE(torch::isfinite(o.Predict(w1, w2)).all().item<bool>()) << name;
+  }
   // Augmentation: permuted copies count as training triples.
   MergerRequest augmented = req;
   augmented.training.augment = 2;

@@ -17,11 +17,17 @@ TEST(RegistryTest, HoldsEveryExpectedName) {
                                       "ensemble", "finetune", "fisher_merge", "init_control", "joint_retrain",
                                       "label_probe", "linear_stitch", "merge_continual", "permutation_merge",
                                       "preserved_concept_injection", "regmean", "sequential_finetune",
-                                      "task_arithmetic", "ties_merge", "union_retrain", "vector_space_alignment",
-                                      "weight_average"}));
-  EXPECT_EQ(Losses().Names(), (std::vector<std::string>{"autoregressive_mse", "cross_entropy", "fft_difference", "kd",
-                                                         "layerwise_normalized_mse", "mape", "mse", "norm_difference",
-                                                         "quantile"}));
+                                      "task_arithmetic", "ties_merge", "transformer_merge", "union_retrain",
+                                      "vector_space_alignment", "weight_average", "zoo_mean"}));
+  EXPECT_EQ(Losses().Names(),
+            (std::vector<std::string>{"autoregressive_mse", "bottleneck", "composite", "contractive", "contrastive",
+                                      "cross_entropy", "fft_difference", "fisher", "gromov_wasserstein",
+                                      "jacobian_frobenius", "jensen_shannon", "kd", "latent_consistency",
+                                      "layerwise_normalized_mse", "mape", "mel_difference", "ms_fid", "mse",
+                                      "multipersistence", "norm_difference", "persistence", "quantile", "sinkhorn",
+                                      "sliced_wasserstein"}));
+  // Only the bottleneck distance is a metric without a gradient.
+  for (const auto& name : Losses().Names()) EXPECT_EQ(Losses().Find(name).make()->IsMetric(), name == "bottleneck") << name;
   try {
     Methods().Find("surgery");
     FAIL();

@@ -1,4 +1,5 @@
-// The one main every exp_<method> binary is built from; CMake sets TB_METHOD_NAME.
+// bin/tb_exp, the one multi-call binary behind every bin/exp_<method> and bin/exp_loss_<loss>
+// link (busybox style): it dispatches on the name it is called by.
 #include "experiments/cli/commands.h"
 
-int main(int argc, char** argv) { return tb::ExperimentMain(TB_METHOD_NAME, argc, argv); }
+int main(int argc, char** argv) { return tb::MultiCallMain(argc, argv); }
