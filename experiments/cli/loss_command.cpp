@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "experiments/data/dataset.h"
 #include "experiments/losses/loss.h"
 #include "store/errors.h"
 
@@ -42,12 +43,18 @@ void AddLossCommand(CLI::App& app, int& code) {
   static std::string name, a, b;
   static std::vector<std::string> sets;
   static std::vector<int64_t> layers;
-  static int64_t repeat = 0;
+  static int64_t repeat = 0, probe = 32;
+  static std::string arch, activation = "relu";
   cmd->add_option("name", name, "the loss (transferbench list losses)")->required();
   cmd->add_option("--a", a, "the predicted vector: a file of one number per line")->required();
   cmd->add_option("--b", b, "the target vector, as long as --a")->required();
   cmd->add_option("--set", sets, "a loss option, key=value (repeatable)");
   cmd->add_option("--layers", layers, "layer offsets 0,...,P for the per-layer losses (default: one layer)")->delimiter(',');
+  cmd->add_option("--arch", arch,
+                  "the vectors are networks of this architecture (e.g. cnn2464): sets the layers and their shapes for the "
+                  "per-neuron and functional losses");
+  cmd->add_option("--activation", activation, "with --arch: the networks' activation");
+  cmd->add_option("--probe", probe, "with --arch: MNIST test images the functional losses run the networks on");
   cmd->add_option("--repeat", repeat,
                   "evaluate N times and print a second line, seconds_per_eval <mean seconds> (for timing against other tools)");
   cmd->callback([&, cmd] {
@@ -62,6 +69,13 @@ void AddLossCommand(CLI::App& app, int& code) {
       in.predicted = ReadVector(a);
       in.target = ReadVector(b);
       in.layer_bounds = layers;
+      if (!arch.empty()) {
+        if (!layers.empty()) throw BadInput("--layers: not with --arch (the architecture gives its layers)");
+        DescribeModel(in, ModelSpec{arch, activation, "default"});
+        if (probe < 1) throw BadInput(fmt::format("--probe {}: expected a count >= 1", probe));
+        const Split& test = LoadDataset(DataSpec{"mnist", ""}).test;
+        in.probe = test.images.slice(0, 0, std::min<int64_t>(probe, test.size())).to(torch::kDouble);
+      }
       if (repeat < 0 || (repeat == 0 && cmd->count("--repeat") > 0)) {
         throw BadInput(fmt::format("--repeat {}: expected a count >= 1", repeat));
       }

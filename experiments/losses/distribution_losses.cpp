@@ -106,7 +106,7 @@ void CheckScaling(double scaling) {
 // contiguous last dimension. scaling > 0: ε-scaling, the k-th iteration at max(ε, max C ·
 // scaling^k), so that small ε starts from the potentials of a larger one.
 torch::Tensor LogSinkhornPlan(const torch::Tensor& cost, double epsilon, int64_t iterations, double tolerance,
-                           double scaling = 0) {
+                              double scaling) {
   const int64_t batch = cost.size(0), n = cost.size(1), m = cost.size(2);
   const double log_a = -std::log(static_cast<double>(n)), log_b = -std::log(static_cast<double>(m));
   double eps = scaling > 0 ? std::max(epsilon, cost.detach().max().item<double>()) : epsilon;
@@ -136,8 +136,8 @@ torch::Tensor LogSinkhornPlan(const torch::Tensor& cost, double epsilon, int64_t
 // The same plan by Sinkhorn-Knopp on the kernel K = a b exp((f ⊕ g − C) / ε), its scalings u, v
 // absorbed into the log-domain potentials f, g by one log-domain iteration whenever one leaves
 // [e^-τ, e^τ], a product underflows, or ε changes (Schmitzer 2019's stabilised Sinkhorn): the
-// speed of matrix-vector products and the range of the log domain, LogSinkhornPlan's iterates up to
-// rounding. Autograd keeps vectors per iteration, and K once per absorption.
+// speed of matrix-vector products and the range of the log domain, LogSinkhornPlan's iterates
+// up to rounding. Autograd keeps vectors per iteration, and K once per absorption.
 torch::Tensor StabilisedSinkhornPlan(const torch::Tensor& cost, double epsilon, int64_t iterations, double tolerance,
                                      double scaling) {
   const int64_t batch = cost.size(0), n = cost.size(1), m = cost.size(2);
@@ -191,7 +191,8 @@ torch::Tensor StabilisedSinkhornPlan(const torch::Tensor& cost, double epsilon, 
 
 const std::vector<std::string> kSolvers = {"stabilised", "log"};
 const char* const kSolverHelp =
-    "stabilised: Sinkhorn-Knopp steps, absorbed into log-domain potentials (fast, light on memory); log: every step a logsumexp";
+    "stabilised: Sinkhorn-Knopp steps absorbed into log-domain potentials (fast, light on memory); "
+    "log: every step a logsumexp";
 
 torch::Tensor Plan(const std::string& solver, const torch::Tensor& cost, double epsilon, int64_t iterations,
                    double tolerance, double scaling) {
@@ -374,7 +375,8 @@ class GromovWasserstein : public LossWithOptions<GromovOptions> {
       const auto d1 = c1.detach(), d2 = c2.detach();
       for (int64_t i = 0; i < o.iterations; ++i) {
         // Sinkhorn_ε(2 tens) is Sinkhorn_{ε/2}(tens).
-        const auto next = Plan(o.solver, product(d1, d2, plan), o.epsilon / 2, o.sinkhorn_iterations, o.tolerance, o.scaling);
+        const auto next =
+            Plan(o.solver, product(d1, d2, plan), o.epsilon / 2, o.sinkhorn_iterations, o.tolerance, o.scaling);
         const bool check = o.tolerance > 0 && i % 10 == 0;
         const double change = check ? (next - plan).norm(2, {1, 2}).max().item<double>() : 0;
         plan = next;

@@ -160,6 +160,20 @@ std::string MergerSplit::Of(const std::vector<int64_t>& u) const {
   return uniform("val") < val ? "val" : "train";
 }
 
+void CheckTestPair(const MergerSplit& split, const std::vector<int64_t>& c1, const std::vector<int64_t>& c2) {
+  std::vector<int64_t> u = c1;
+  u.insert(u.end(), c2.begin(), c2.end());
+  std::sort(u.begin(), u.end());
+  const std::string where = split.Of(u);
+  if (where != "test") {
+    throw BadInput(fmt::format("classes_1={} classes_2={}: their union {} is in the merger's {} split (expected a test "
+                               "pair, whose target it never saw: list it in split.test_pairs={}+{})",
+                               fmt::join(c1, ","), fmt::join(c2, ","), fmt::join(u, ""), where, fmt::join(c1, ""),
+                               fmt::join(c2, "")));
+  }
+}
+
+
 // ---- data ---------------------------------------------------------------------------------
 
 torch::Tensor FlatWeights(Classifier& model) {

@@ -82,6 +82,10 @@ struct MergerSplit {
   std::string test_pairs;  // the option's text, parsed by Check into test_unions
 };
 
+// BadInput unless C1 ∪ C2 is in the split's test set (a learned merger, or the mean of its
+// targets, is evaluated only on pairs whose target it never saw).
+void CheckTestPair(const MergerSplit& split, const std::vector<int64_t>& classes_1, const std::vector<int64_t>& classes_2);
+
 struct ZooTriple {
   int64_t a = 0, b = 0, u = 0;  // rows of ZooTriples::models: W1, W2, W3
   std::vector<int64_t> classes_1, classes_2;

@@ -21,6 +21,9 @@ class ZooMean : public MethodWithOptions<ZooMeanOptions, MergeMethod> {
   bool UsesParents() const override { return false; }
   bool NeedsZooGrid() const override { return true; }
   void Check() const override { opts().split.Check("split."); }
+  void CheckPair(const std::vector<int64_t>& c1, const std::vector<int64_t>& c2) const override {
+    CheckTestPair(opts().split, c1, c2);
+  }
   MergeResult Merge(MergeContext& ctx) override {
     const MergeZooSource& zoo = *ctx.zoo;
     const ZooTriples t = LoadZooTriples(*zoo.store, *zoo.grid, zoo.dataset_sha256, zoo.activation, zoo.init, zoo.seed,

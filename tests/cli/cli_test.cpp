@@ -112,6 +112,18 @@ TEST(CliTest, BadInputIsOneLineAndExitCode2) {
       {Tb(dir.path(), "suite " + dir / "slash.json"), "error: " + dir / "slash.json" + ": suite name 'team/smoke'"},
       {Tb(dir.path(), "run direct_copy --suite all"), "error: suite name 'all': reserved"},
       {Tb(dir.path(), "run direct_copy --suite nightly-claims"), "error: suite name 'nightly-claims': reserved"},
+      // The learned merger: it needs a grid, a held-out pair and a training loss.
+      {Tb(dir.path(), "run transformer_merge --set dataset=mnist"),
+       "error: transformer_merge: learns from a zoo grid's models (expected zoo.grid=NAME"},
+      {Tb(dir.path(), "run transformer_merge --set dataset=mnist --set zoo.grid=merger --set classes_1=0,1 --set classes_2=2,3"),
+       "error: classes_1=0,1 classes_2=2,3: their union 0123 is in the merger's val split (expected a test pair"},
+      {Tb(dir.path(), "run zoo_mean --set dataset=mnist --set zoo.grid=merger --set split.test_pairs=01+12 --set classes_1=1,7 --set classes_2=3,8"),
+       "error: split.test_pairs=01+12: '01+12': expected class pairs like 01+23"},
+      {Tb(dir.path(), "run transformer_merge --set dataset=mnist --set zoo.grid=merger --set loss=nosuch --set classes_1=1,7 --set classes_2=3,8"),
+       "error: loss 'nosuch': unknown (registered: "},
+      {Tb(dir.path(), "run transformer_merge --set dataset=mnist --set zoo.grid=merger --set merger.heads=5 --set classes_1=1,7 --set classes_2=3,8"),
+       "error: merger.heads=5: expected a divisor of merger.d_model=64"},
+      {kBin + "/exp_loss_mse --results " + dir.path() + " --set merger.epochs=0", "error: merger.epochs=0: expected 1..100000\n"},
   };
   testing::WriteFile(dir / "not-a-dir", "a regular file");
   testing::WriteFile(dir / "slash.json", R"({"name": "team/smoke", "matrix": [{"method": "direct_copy"}]})");

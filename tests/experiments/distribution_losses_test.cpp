@@ -181,8 +181,8 @@ TEST(DistributionLossTest, SymmetricWhereTheyShouldBe) {
   // Entropic GW is not convex: symmetric where its fixed-point iteration settles (ε not too small).
   const Settings smooth = {
       {"epsilon", "0.02"}, {"iterations", "100"}, {"sinkhorn_iterations", "300"}, {"tolerance", "1e-13"}};
-  EXPECT_NEAR(Value("gromov_wasserstein", 0.3 * a, 0.3 * b, smooth), Value("gromov_wasserstein", 0.3 * b, 0.3 * a, smooth),
-              1e-9);
+  EXPECT_NEAR(Value("gromov_wasserstein", 0.3 * a, 0.3 * b, smooth),
+              Value("gromov_wasserstein", 0.3 * b, 0.3 * a, smooth), 1e-9);
 }
 
 TEST(DistributionLossTest, BadOptionsAndInputsThrow) {
@@ -245,7 +245,8 @@ TEST(DistributionLossTest, GromovWassersteinEnvelopeGradient) {
   // The gradient holds the plan T fixed: the cost's own gradient where T is all but a
   // permutation (a target of distinct gaps, a prediction near it, small ε).
   const auto t = Vec({0.0, 0.12, 0.3, 0.45, 0.6, 0.74, 0.88, 1.0}).unsqueeze(0);
-  const Settings sharp = {{"epsilon", "0.0001"}, {"iterations", "30"}, {"sinkhorn_iterations", "300"}, {"tolerance", "1e-13"}};
+  const Settings sharp = {
+      {"epsilon", "0.0001"}, {"iterations", "30"}, {"sinkhorn_iterations", "300"}, {"tolerance", "1e-13"}};
   torch::manual_seed(4);
   const auto p0 = t + 0.01 * torch::randn({1, 8}, torch::kDouble);
   auto p = p0.clone().requires_grad_(true);
