@@ -134,10 +134,10 @@ torch::Tensor LogSinkhornPlan(const torch::Tensor& cost, double epsilon, int64_t
 }
 
 // The same plan by Sinkhorn-Knopp on the kernel K = a b exp((f ⊕ g − C) / ε), its scalings u, v
-// absorbed into the log-domain potentials f, g by one log-domain iteration whenever one leaves
-// [e^-τ, e^τ], a product underflows, or ε changes (Schmitzer 2019's stabilised Sinkhorn): the
-// speed of matrix-vector products and the range of the log domain, LogSinkhornPlan's iterates
-// up to rounding. Autograd keeps vectors per iteration, and K once per absorption.
+// absorbed into the log-domain potentials f, g (K recomputed) whenever one leaves [e^-τ, e^τ] or
+// ε changes, and a step redone by logsumexp where a product underflows (Schmitzer 2019's
+// stabilised Sinkhorn): the speed of matrix-vector products and the range of the log domain,
+// LogSinkhornPlan's iterates up to rounding. Autograd keeps vectors per step, K per absorption.
 torch::Tensor StabilisedSinkhornPlan(const torch::Tensor& cost, double epsilon, int64_t iterations, double tolerance,
                                      double scaling) {
   const int64_t batch = cost.size(0), n = cost.size(1), m = cost.size(2);
@@ -145,32 +145,32 @@ torch::Tensor StabilisedSinkhornPlan(const torch::Tensor& cost, double epsilon, 
   const double tau = cost.scalar_type() == torch::kDouble ? 100.0 : 20.0;
   double eps = scaling > 0 ? std::max(epsilon, cost.detach().max().item<double>()) : epsilon;
   torch::Tensor f = torch::zeros({batch, n, 1}, cost.options()), g = torch::zeros({batch, 1, m}, cost.options());
-  // The first step from f = g = 0 as a scaling step on exp(−C / ε) a b, as POT's: one pass over C
-  // where a logsumexp step takes several (an underflowing kernel falls back to one).
-  torch::Tensor u = torch::ones_like(f), v = torch::ones_like(g), kernel = (-cost / eps + (log_a + log_b)).exp();
+  torch::Tensor u = torch::ones_like(f), v = torch::ones_like(g);
+  torch::Tensor kernel = (-cost / eps + (log_a + log_b)).exp();
+  const auto absorb = [&](double into, double next) {  // the plan unchanged, carried by f and g at ε = into
+    f = f + into * u.log();
+    g = g + into * v.log();
+    u = torch::ones_like(f);
+    v = torch::ones_like(g);
+    kernel = ((f + g - cost) / next + (log_a + log_b)).exp();
+  };
   const auto log_range = [](const torch::Tensor& x, const torch::Tensor& y) {  // max |log| of both, NaN kept
     torch::NoGradGuard no_grad;
     return torch::maximum(x.log().abs().max(), y.log().abs().max()).item<double>();
   };
-  bool log_step = false;
   for (int64_t i = 0; i < iterations; ++i) {
-    double largest = 0;
-    if (!log_step) {
-      const auto v_next = (1.0 / m) / torch::matmul(u.transpose(1, 2), kernel);
-      const auto u_next = (1.0 / n) / torch::matmul(kernel, v_next.transpose(1, 2));
-      largest = log_range(u_next, v_next);
-      log_step = !std::isfinite(largest);  // a product underflowed: this step in the log domain
-      if (!log_step) {
-        u = u_next;
-        v = v_next;
-      }
-    }
-    if (log_step) {  // f + ε log u is the row potential; g follows from it alone
+    const auto v_next = (1.0 / m) / torch::matmul(u.transpose(1, 2), kernel);
+    const auto u_next = (1.0 / n) / torch::matmul(kernel, v_next.transpose(1, 2));
+    double largest = log_range(u_next, v_next);
+    if (std::isfinite(largest)) {
+      u = u_next;
+      v = v_next;
+    } else {  // a product underflowed: this step in the log domain, from the row potential f + ε log u
       g = -eps * torch::logsumexp((f + eps * u.log() - cost) / eps + log_a, 1, /*keepdim=*/true);
       f = -eps * torch::logsumexp((g - cost) / eps + log_b, 2, /*keepdim=*/true);
-      kernel = ((f + g - cost) / eps + (log_a + log_b)).exp();
       u = torch::ones_like(f);
       v = torch::ones_like(g);
+      kernel = ((f + g - cost) / eps + (log_a + log_b)).exp();
       largest = 0;
     }
     if (tolerance > 0 && eps == epsilon && i % 10 == 0) {
@@ -179,12 +179,8 @@ torch::Tensor StabilisedSinkhornPlan(const torch::Tensor& cost, double epsilon, 
       if ((columns - 1.0 / m).norm(2, {1, 2}).max().item<double>() < tolerance) break;
     }
     const double next_eps = std::max(epsilon, eps * scaling);
-    log_step = next_eps != eps || !(largest <= tau);
-    if (next_eps != eps) {  // absorb at this ε, so that the next step starts from the same plan
-      f = f + eps * u.log();
-      u = torch::ones_like(f);
-      eps = next_eps;
-    }
+    if (next_eps != eps || largest > tau) absorb(eps, next_eps);
+    eps = next_eps;
   }
   return u * kernel * v;
 }
