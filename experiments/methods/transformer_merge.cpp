@@ -41,6 +41,7 @@ class TransformerMerge : public MethodWithOptions<TransformerMergeOptions, Merge
   }
 
   MergeResult Merge(MergeContext& ctx) override {
+    if (!ctx.zoo) throw BadInput("transformer_merge: learns from a zoo grid's models (expected zoo.grid=NAME)");
     const MergeZooSource& zoo = *ctx.zoo;
     if (zoo.source == "random") {
       throw BadInput("source=random: transformer_merge's control is source=shuffled (the merger trained on shuffled "

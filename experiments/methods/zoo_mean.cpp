@@ -6,6 +6,7 @@
 
 #include "experiments/merge/merger.h"
 #include "experiments/protocols/merge.h"
+#include "store/errors.h"
 
 namespace tb {
 namespace {
@@ -25,6 +26,7 @@ class ZooMean : public MethodWithOptions<ZooMeanOptions, MergeMethod> {
     CheckTestPair(opts().split, c1, c2);
   }
   MergeResult Merge(MergeContext& ctx) override {
+    if (!ctx.zoo) throw BadInput("zoo_mean: learns from a zoo grid's models (expected zoo.grid=NAME)");
     const MergeZooSource& zoo = *ctx.zoo;
     const ZooTriples t = LoadZooTriples(*zoo.store, *zoo.grid, zoo.dataset_sha256, zoo.activation, zoo.init, zoo.seed,
                                         zoo.bin, opts().split);
