@@ -45,8 +45,12 @@ std::string FormatCell(const Cell& c, bool percent, bool latex, int64_t row_runs
   if (c.n == 0) return latex ? "--" : "–";
   const double scale = percent ? 100.0 : 1.0;
   const char* pm = latex ? " $\\pm$ " : " ± ";
-  std::string out = c.n == 1 ? fmt::format("{:.1f}", c.mean * scale)
-                             : fmt::format("{:.1f}{}{:.1f}", c.mean * scale, pm, c.std * scale);
+  // Percentages and values of 1 or more to one decimal; smaller raw values (a weight MSE of
+  // 0.0022) to three significant digits, which one decimal would show as 0.0.
+  auto number = [&](double v) {
+    return percent || v == 0 || std::abs(c.mean) >= 1 ? fmt::format("{:.1f}", v * scale) : fmt::format("{:.3g}", v);
+  };
+  std::string out = c.n == 1 ? number(c.mean) : fmt::format("{}{}{}", number(c.mean), pm, number(c.std));
   if (c.n < row_runs) out += latex ? fmt::format(" ($n{{=}}{}$)", c.n) : fmt::format(" (n={})", c.n);
   return out;
 }

@@ -2,11 +2,46 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "store/errors.h"
 
 namespace tb {
 
+nlohmann::json HistogramJson(const std::vector<double>& values, int bins) {
+  if (bins < 1 || bins > 512) throw BadInput(fmt::format("histogram bins={}: expected 1..512 (W&B's limit)", bins));
+  double lo = INFINITY, hi = -INFINITY;
+  for (double v : values) {
+    if (std::isfinite(v)) {
+      lo = std::min(lo, v);
+      hi = std::max(hi, v);
+    }
+  }
+  if (!std::isfinite(lo)) lo = 0, hi = 1;  // nothing finite: numpy's empty range
+  if (lo == hi) lo -= 0.5, hi += 0.5;
+  std::vector<double> edges(bins + 1);
+  const double step = (hi - lo) / bins;  // as numpy.linspace: i · step + lo, the last edge exact
+  for (int i = 0; i <= bins; ++i) edges[i] = i * step + lo;
+  edges[bins] = hi;
+  std::vector<int64_t> counts(bins, 0);
+  for (double v : values) {
+    if (!std::isfinite(v)) continue;
+    // numpy: the bin from the scaled position, corrected against the edges it computed.
+    int64_t b = std::min<int64_t>(bins - 1, static_cast<int64_t>((v - lo) * (bins / (hi - lo))));
+    while (b > 0 && v < edges[b]) --b;
+    while (b < bins - 1 && v >= edges[b + 1]) ++b;
+    ++counts[b];
+  }
+  return {{"_type", "histogram"}, {"values", counts}, {"bins", edges}};
+}
+
 void FanOutLogger::Scalar(std::string_view key, double value, int64_t step) {
   for (auto& l : loggers_) l->Scalar(key, value, step);
+}
+void FanOutLogger::Histogram(std::string_view key, const std::vector<double>& values, int64_t step) {
+  for (auto& l : loggers_) l->Histogram(key, values, step);
 }
 void FanOutLogger::Summary(const std::map<std::string, double>& values) {
   for (auto& l : loggers_) l->Summary(values);
@@ -72,6 +107,16 @@ void SqliteLogger::Scalar(std::string_view key, double value, int64_t step) {
     flush = pending_.size() >= flush_rows_;
   }
   if (flush) Flush();
+}
+
+void SqliteLogger::Histogram(std::string_view key, const std::vector<double>& values, int64_t step) {
+  const nlohmann::json h = HistogramJson(values);
+  int64_t n = 0;
+  for (int64_t c : h["values"]) n += c;
+  MetricRow row{step, std::string(key), static_cast<double>(n), NowSeconds()};
+  row.data = h.dump();
+  std::lock_guard<std::mutex> lock(write_mutex_);
+  pending_.push_back(std::move(row));
 }
 
 void SqliteLogger::Text(std::string_view line) {

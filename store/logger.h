@@ -5,6 +5,7 @@
 //   log.Add(std::make_unique<tb::SqliteLogger>(store_path, run_id));
 //   log.Add(std::make_unique<MyConsoleLogger>());
 //   log.Scalar("train/loss", 0.42, /*step=*/10);
+//   log.Histogram("merger/hist/predicted", values, /*step=*/3);   // W&B's histogram, 64 bins
 //   log.Summary({{"transfer_rate", 0.97}});
 //   log.RunEnded(tb::RunStatus::kFinished, /*exit_code=*/0, "");
 #pragma once
@@ -20,14 +21,26 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "store/run_store.h"
 
 namespace tb {
+
+// W&B's histogram object of `values` ({"_type": "histogram", "values": counts, "bins": edges}):
+// `bins` equal bins from the smallest to the largest finite value, the last closed, as
+// numpy.histogram (and wandb.Histogram) make them; all values equal: the range value ± 0.5.
+// Non-finite values are left out. BadInput for bins outside 1..512 (W&B's limit).
+nlohmann::json HistogramJson(const std::vector<double>& values, int bins = 64);
 
 class RunLogger {
  public:
   virtual ~RunLogger() = default;
   virtual void Scalar(std::string_view key, double value, int64_t step) = 0;
+  // A distribution at a step, stored as one metric row carrying HistogramJson(values) (its value
+  // the number of finite samples) and mirrored as a W&B histogram. Sinks that keep no
+  // histograms ignore it.
+  virtual void Histogram(std::string_view key, const std::vector<double>& values, int64_t step) {}
   virtual void Summary(const std::map<std::string, double>& values) = 0;
   // A line of human-readable output (W&B shows it as the run's console log).
   virtual void Text(std::string_view line) {}
@@ -40,6 +53,7 @@ class FanOutLogger : public RunLogger {
  public:
   void Add(std::unique_ptr<RunLogger> logger) { loggers_.push_back(std::move(logger)); }
   void Scalar(std::string_view key, double value, int64_t step) override;
+  void Histogram(std::string_view key, const std::vector<double>& values, int64_t step) override;
   void Summary(const std::map<std::string, double>& values) override;
   void Text(std::string_view line) override;
   void RunEnded(RunStatus status, int exit_code, const std::string& error) override;
@@ -59,6 +73,7 @@ class SqliteLogger : public RunLogger {
   ~SqliteLogger() override;
 
   void Scalar(std::string_view key, double value, int64_t step) override;
+  void Histogram(std::string_view key, const std::vector<double>& values, int64_t step) override;
   void Summary(const std::map<std::string, double>& values) override;
   void Text(std::string_view line) override;
   void RunEnded(RunStatus status, int exit_code, const std::string& error) override;

@@ -114,6 +114,11 @@ ALTER TABLE sync_state ADD COLUMN lease_owner TEXT NOT NULL DEFAULT '';
 ALTER TABLE sync_state ADD COLUMN lease_until REAL NOT NULL DEFAULT 0;
 ALTER TABLE sync_state ADD COLUMN last_error TEXT NOT NULL DEFAULT '';
 )sql",
+    // 3: a metric row may carry a structured value (W&B's JSON of a histogram), its `value`
+    // then the number of samples it summarises.
+    R"sql(
+ALTER TABLE metrics ADD COLUMN data TEXT;
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == RunStore::kSchemaVersion,
               "one migration per schema version");
@@ -264,7 +269,7 @@ void RunStore::AppendMetrics(const std::string& run_id, const std::vector<Metric
   if (rows.empty()) return;
   SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
   SQLite::Statement insert(*db_,
-                           "INSERT INTO metrics (run_id, step, key, value, time) VALUES (?, ?, ?, ?, ?)");
+                           "INSERT INTO metrics (run_id, step, key, value, time, data) VALUES (?, ?, ?, ?, ?, ?)");
   for (const auto& r : rows) {
     insert.bind(1, run_id);
     insert.bind(2, static_cast<int64_t>(r.step));
@@ -275,6 +280,11 @@ void RunStore::AppendMetrics(const std::string& run_id, const std::vector<Metric
       insert.bind(4);  // NULL: SQLite has no NaN; the key and step are still recorded
     }
     insert.bind(5, r.time);
+    if (r.data.empty()) {
+      insert.bind(6);
+    } else {
+      insert.bind(6, r.data);
+    }
     insert.exec();
     insert.reset();
   }
@@ -482,7 +492,7 @@ std::vector<RunRecord> RunStore::ListRuns(const RunFilter& filter) {
 
 std::vector<MetricRow> RunStore::Metrics(const std::string& run_id, int64_t after_id, int64_t limit) {
   SQLite::Statement q(*db_,
-                      "SELECT step, key, value, time, id FROM metrics WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?");
+                      "SELECT step, key, value, time, id, data FROM metrics WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?");
   q.bind(1, run_id);
   q.bind(2, after_id);
   q.bind(3, limit > 0 ? limit : int64_t{-1});
@@ -494,6 +504,7 @@ std::vector<MetricRow> RunStore::Metrics(const std::string& run_id, int64_t afte
     r.value = q.getColumn(2).isNull() ? std::nan("") : q.getColumn(2).getDouble();
     r.time = q.getColumn(3).getDouble();
     r.id = q.getColumn(4).getInt64();
+    if (!q.getColumn(5).isNull()) r.data = q.getColumn(5).getString();
     rows.push_back(std::move(r));
   }
   return rows;

@@ -76,6 +76,9 @@ struct MetricRow {
   double value = 0;
   double time = 0;
   int64_t id = 0;  // the row's id in the store (0 until stored); increases in logging order
+  // A structured value as JSON (W&B's media object: {"_type": "histogram", ...}); empty for a
+  // scalar. `value` is then the number of samples it summarises.
+  std::string data;
 };
 
 struct LogLine {
@@ -109,7 +112,7 @@ struct RunFilter {
 
 class RunStore {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Opens (creating if needed) and migrates the database; ":memory:" works for tests.
   explicit RunStore(const std::string& path);

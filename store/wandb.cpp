@@ -117,7 +117,11 @@ std::pair<std::vector<std::string>, int64_t> HistoryLines(const std::vector<Metr
     size_t j = i;
     nlohmann::json line = nlohmann::json::object();
     while (j < rows.size() && rows[j].step == rows[i].step && !line.contains(rows[j].key)) {
-      line[rows[j].key] = std::isfinite(rows[j].value) ? nlohmann::json(rows[j].value) : nlohmann::json();
+      if (!rows[j].data.empty()) {
+        line[rows[j].key] = nlohmann::json::parse(rows[j].data);  // a histogram, as W&B's SDK sends it
+      } else {
+        line[rows[j].key] = std::isfinite(rows[j].value) ? nlohmann::json(rows[j].value) : nlohmann::json();
+      }
       ++j;
     }
     if (j == rows.size() && !closed) break;  // the open tail

@@ -35,8 +35,8 @@ TEST(CliTest, HelpAndRegistries) {
   for (const auto& [m, protocol] : std::vector<std::pair<std::string, std::string>>{
            {"cascade_transplant", "surgery"}, {"concept_injection", "surgery"}, {"cross_arch_alignment", "surgery"},
            {"direct_copy", "surgery"}, {"ensemble", "merge"}, {"finetune", "surgery"}, {"fisher_merge", "merge"},
-           {"init_control", "merge"}, {"joint_retrain", "continual"}, {"label_probe", "surgery"},
-           {"linear_stitch", "surgery"}, {"merge_continual", "continual"}, {"permutation_merge", "merge"},
+           {"init_control", "merge"}, {"joint_retrain", "continual"}, {"kan_refine", "merge"}, {"label_probe", "surgery"},
+           {"linear_stitch", "surgery"}, {"merge_continual", "continual"}, {"mlp_refine", "merge"}, {"permutation_merge", "merge"},
            {"preserved_concept_injection", "surgery"}, {"regmean", "merge"}, {"sequential_finetune", "continual"},
            {"task_arithmetic", "merge"}, {"ties_merge", "merge"}, {"transformer_merge", "merge"},
            {"union_retrain", "merge"}, {"vector_space_alignment", "surgery"}, {"weight_average", "merge"},

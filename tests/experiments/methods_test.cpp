@@ -14,8 +14,8 @@ namespace {
 TEST(RegistryTest, HoldsEveryExpectedName) {
   EXPECT_EQ(Methods().Names(),
             (std::vector<std::string>{"cascade_transplant", "concept_injection", "cross_arch_alignment", "direct_copy",
-                                      "ensemble", "finetune", "fisher_merge", "init_control", "joint_retrain",
-                                      "label_probe", "linear_stitch", "merge_continual", "permutation_merge",
+                                      "ensemble", "finetune", "fisher_merge", "init_control", "joint_retrain", "kan_refine",
+                                      "label_probe", "linear_stitch", "merge_continual", "mlp_refine", "permutation_merge",
                                       "preserved_concept_injection", "regmean", "sequential_finetune",
                                       "task_arithmetic", "ties_merge", "transformer_merge", "union_retrain",
                                       "vector_space_alignment", "weight_average", "zoo_mean"}));

@@ -248,7 +248,7 @@ TEST(RunStoreMigrationTest, Version1DatabaseMigratesKeepingEverything) {
     ASSERT_EQ(v1.execAndGet("PRAGMA user_version").getInt(), 1);
   }
   RunStore store(path);
-  EXPECT_EQ(store.SchemaVersion(), 2);
+  EXPECT_EQ(store.SchemaVersion(), RunStore::kSchemaVersion);
   auto runs = store.ListRuns();
   ASSERT_EQ(runs.size(), 1u);
   EXPECT_EQ(runs[0].method, "finetune");
