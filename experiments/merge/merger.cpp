@@ -16,6 +16,7 @@
 #include "experiments/data/dataset.h"
 #include "experiments/losses/loss.h"
 #include "experiments/merge/merging.h"
+#include "experiments/protocols/merge.h"
 #include "experiments/train/zoo.h"
 #include "store/errors.h"
 #include "store/hash.h"
@@ -482,6 +483,41 @@ nlohmann::json MergerRequest::Spec() const {
           {"device", device.is_cuda() ? "cuda" : "cpu"},
           {"threads", threads},
           {"blas", blas}};
+}
+
+void MergerOptions::Bind(Options& o) {
+  config.Bind(o, "merger.");
+  training.Bind(o, "merger.");
+  split.Bind(o, "split.");
+}
+
+void MergerOptions::Check() const {
+  config.Check("merger.");
+  training.Check("merger.");
+  split.Check("split.");
+}
+
+ZooTriples MergerOptions::Triples(const MergeZooSource& zoo) const {
+  return LoadZooTriples(*zoo.store, *zoo.grid, zoo.dataset_sha256, zoo.activation, zoo.init, zoo.seed, zoo.bin, split);
+}
+
+MergerRequest MergerOptions::Request(const MergeZooSource& zoo, torch::Device device, const std::string& targets) const {
+  MergerRequest req;
+  req.grid = zoo.grid;
+  req.dataset_sha256 = zoo.dataset_sha256;
+  req.activation = zoo.activation;
+  req.init = zoo.init;
+  req.seed = zoo.seed;
+  req.bin = zoo.bin;
+  req.split = split;
+  req.config = config;
+  req.training = training;
+  req.targets = targets;
+  req.device = device;
+  req.threads = zoo.threads;
+  req.blas = zoo.blas;
+  req.zoo_dir = zoo.zoo_dir;
+  return req;
 }
 
 namespace {

@@ -139,6 +139,23 @@ struct MergerRequest {
   nlohmann::json Spec() const;  // everything that determines the merger's weights
 };
 
+struct MergeZooSource;  // experiments/protocols/merge.h
+
+// A merge method's merger options (merger.* and split.*), and what they select: the zoo triples
+// and the request for the merger. Every method built on the learned merger (transformer_merge,
+// kan_refine, mlp_refine) makes its request here, so that one configuration finds one cached merger.
+struct MergerOptions {
+  MergerConfig config;
+  MergerTraining training;
+  MergerSplit split;
+
+  void Bind(Options& o);
+  void Check() const;  // BadInput naming the value
+  ZooTriples Triples(const MergeZooSource& zoo) const;
+  // targets: "trained", or "shuffled" for the control.
+  MergerRequest Request(const MergeZooSource& zoo, torch::Device device, const std::string& targets) const;
+};
+
 // Loads the cached merger of `request`, or trains it on `triples` (logging its curve as
 // merger/train_loss, merger/val_loss, merger/val_mse per epoch) and caches it.
 TrainedMerger GetMerger(const MergerRequest& request, const ZooTriples& triples, RunStore& store, RunLogger* log);

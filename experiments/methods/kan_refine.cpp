@@ -22,14 +22,10 @@ namespace tb {
 namespace {
 
 struct RefineMergeOptions {
-  MergerConfig config;
-  MergerTraining training;
-  MergerSplit split;
+  MergerOptions merger;
   RefinerOptions refine;
   void Bind(Options& o) {
-    config.Bind(o, "merger.");
-    training.Bind(o, "merger.");
-    split.Bind(o, "split.");
+    merger.Bind(o);
     refine.Bind(o, "refine.");
   }
 };
@@ -41,13 +37,11 @@ class RefineMerge : public MethodWithOptions<RefineMergeOptions, MergeMethod> {
   bool NeedsZooGrid() const override { return true; }
   bool HandlesSource() const override { return true; }
   void Check() const override {
-    opts().config.Check("merger.");
-    opts().training.Check("merger.");
-    opts().split.Check("split.");
+    opts().merger.Check();
     opts().refine.Check("refine.");
   }
   void CheckPair(const std::vector<int64_t>& c1, const std::vector<int64_t>& c2) const override {
-    CheckTestPair(opts().split, c1, c2);
+    CheckTestPair(opts().merger.split, c1, c2);
   }
 
   MergeResult Merge(MergeContext& ctx) override {
@@ -59,24 +53,9 @@ class RefineMerge : public MethodWithOptions<RefineMergeOptions, MergeMethod> {
                                  "(its control is mlp_refine; transformer_merge's is source=shuffled); expected "
                                  "source=trained", zoo.source, name));
     }
-    const ZooTriples triples = LoadZooTriples(*zoo.store, *zoo.grid, zoo.dataset_sha256, zoo.activation, zoo.init,
-                                              zoo.seed, zoo.bin, opts().split);
+    const ZooTriples triples = opts().merger.Triples(zoo);
     // The request transformer_merge makes for source=trained, so that its cached merger is the one found.
-    MergerRequest req;
-    req.grid = zoo.grid;
-    req.dataset_sha256 = zoo.dataset_sha256;
-    req.activation = zoo.activation;
-    req.init = zoo.init;
-    req.seed = zoo.seed;
-    req.bin = zoo.bin;
-    req.split = opts().split;
-    req.config = opts().config;
-    req.training = opts().training;
-    req.targets = "trained";
-    req.device = ctx.device;
-    req.threads = zoo.threads;
-    req.blas = zoo.blas;
-    req.zoo_dir = zoo.zoo_dir;
+    const MergerRequest req = opts().merger.Request(zoo, ctx.device, "trained");
     const TrainedMerger merger = GetMerger(req, triples, *zoo.store, &ctx.log);
     const TrainedRefiner refiner = GetRefiner(net_, req, merger, triples, opts().refine, *zoo.store, &ctx.log);
     const auto& m = refiner.metrics;

@@ -16,26 +16,11 @@
 namespace tb {
 namespace {
 
-struct TransformerMergeOptions {
-  MergerConfig config;
-  MergerTraining training;
-  MergerSplit split;
-  void Bind(Options& o) {
-    config.Bind(o, "merger.");
-    training.Bind(o, "merger.");
-    split.Bind(o, "split.");
-  }
-};
-
-class TransformerMerge : public MethodWithOptions<TransformerMergeOptions, MergeMethod> {
+class TransformerMerge : public MethodWithOptions<MergerOptions, MergeMethod> {
  public:
   bool NeedsZooGrid() const override { return true; }
   bool HandlesSource() const override { return true; }
-  void Check() const override {
-    opts().config.Check("merger.");
-    opts().training.Check("merger.");
-    opts().split.Check("split.");
-  }
+  void Check() const override { opts().Check(); }
   void CheckPair(const std::vector<int64_t>& c1, const std::vector<int64_t>& c2) const override {
     CheckTestPair(opts().split, c1, c2);
   }
@@ -47,23 +32,8 @@ class TransformerMerge : public MethodWithOptions<TransformerMergeOptions, Merge
       throw BadInput("source=random: transformer_merge's control is source=shuffled (the merger trained on shuffled "
                      "targets); expected source=trained or shuffled");
     }
-    const ZooTriples triples = LoadZooTriples(*zoo.store, *zoo.grid, zoo.dataset_sha256, zoo.activation, zoo.init,
-                                              zoo.seed, zoo.bin, opts().split);
-    MergerRequest req;
-    req.grid = zoo.grid;
-    req.dataset_sha256 = zoo.dataset_sha256;
-    req.activation = zoo.activation;
-    req.init = zoo.init;
-    req.seed = zoo.seed;
-    req.bin = zoo.bin;
-    req.split = opts().split;
-    req.config = opts().config;
-    req.training = opts().training;
-    req.targets = zoo.source == "shuffled" ? "shuffled" : "trained";
-    req.device = ctx.device;
-    req.threads = zoo.threads;
-    req.blas = zoo.blas;
-    req.zoo_dir = zoo.zoo_dir;
+    const ZooTriples triples = opts().Triples(zoo);
+    const MergerRequest req = opts().Request(zoo, ctx.device, zoo.source == "shuffled" ? "shuffled" : "trained");
     const TrainedMerger merger = GetMerger(req, triples, *zoo.store, &ctx.log);
     ctx.log.Text(fmt::format("merger {} ({}): {} training triples, best epoch {}, test weight MSE {:.3g}",
                              merger.hash.substr(0, 12), merger.trained ? "trained" : "from the cache",
