@@ -52,12 +52,13 @@ struct LossInputs {
   // layer_bounds (a weight [out, in, ...] or a bias [out]), the architecture and activation, and
   // a probe batch of images [N, 1, 28, 28] when a loss runs the networks. Filled by DescribeModel.
   std::vector<std::vector<int64_t>> layer_shapes;
+  std::vector<std::string> layer_names;  // the parameters' names, one per shape ("conv1.weight")
   std::string arch, activation;
   torch::Tensor probe;
   LatentAccess* latent = nullptr;
 };
 
-// Sets `in`'s layer_bounds, layer_shapes, arch and activation to those of the model `spec`
+// Sets `in`'s layer_bounds, layer_shapes, layer_names, arch and activation to those of the model `spec`
 // makes, its parameters in zoo export's order (BadInput for an unknown spec).
 void DescribeModel(LossInputs& in, const ModelSpec& spec);
 

@@ -303,22 +303,33 @@ struct MapperGraph {
   int64_t nodes = 0, edges = 0, components = 0;
 };
 
-MapperGraph Mapper(const torch::Tensor& points, double scale, const TopologyDiagnosticsOptions& o) {
+// distances [n, n]: the cloud's pairwise distances, the same matrix the scale was read from (so a
+// distance equal to the scale is an edge, whatever the arithmetic). They are handed to GUDHI rather
+// than the points: Cover_complex::set_graph_from_rips, given only points, caches its distance
+// matrix in a file named "matrix_dist" in the working directory and reads that file back on the
+// next call, whatever cloud that is (GUDHI 3.7.1), so every layer after the first, and every
+// process sharing the directory, got another cloud's graph.
+MapperGraph Mapper(const torch::Tensor& points, const torch::Tensor& distances, double scale,
+                   const TopologyDiagnosticsOptions& o) {
   const auto x = points.to(torch::kDouble).contiguous();
   const int64_t n = x.size(0);
   if (n < 2) return {n, 0, n};
   const auto acc = x.accessor<double, 2>();
-  std::vector<std::vector<double>> cloud(n, std::vector<double>(x.size(1)));
+  const auto dcpu = distances.to(torch::kCPU, torch::kDouble).contiguous();
+  const auto dacc = dcpu.accessor<double, 2>();
+  std::vector<std::vector<double>> dist(n, std::vector<double>(n));
   std::vector<double> filter(n);
   for (int64_t i = 0; i < n; ++i) {
-    for (int64_t c = 0; c < x.size(1); ++c) cloud[i][c] = acc[i][c];
-    filter[i] = std::sqrt(std::inner_product(cloud[i].begin(), cloud[i].end(), cloud[i].begin(), 0.0));
+    double norm2 = 0;
+    for (int64_t c = 0; c < x.size(1); ++c) norm2 += acc[i][c] * acc[i][c];
+    filter[i] = std::sqrt(norm2);
+    for (int64_t j = 0; j < n; ++j) dist[i][j] = dacc[i][j];
   }
   Gudhi::cover_complex::Cover_complex<std::vector<double>> mapper;
   mapper.set_type("Nerve");
   mapper.set_verbose(false);
-  mapper.set_point_cloud_from_range(cloud);
-  mapper.set_graph_from_rips(scale, Gudhi::Euclidean_distance());
+  mapper.set_distances_from_range(dist);
+  mapper.set_graph_from_rips(scale, Gudhi::Euclidean_distance());  // reads `dist`, computes nothing
   mapper.set_function_from_range(filter);
   mapper.set_color_from_range(filter);
   mapper.set_resolution_with_interval_number(static_cast<int>(o.mapper_intervals));
@@ -371,9 +382,9 @@ std::map<std::string, double> TopologyDiagnostics(const torch::Tensor& flat_weig
   for (size_t l = 0; l < clouds.size(); ++l) {
     const auto& x = clouds[l].points;
     const std::string key = "topo/" + (options.layer_names.empty() ? fmt::format("layer{}", l) : options.layer_names[l]) + "/";
+    const auto d = PairwiseDistances(x);
     double scale = options.scale;
     if (scale == 0 && x.size(0) > 1) {
-      const auto d = PairwiseDistances(x);
       scale = d.masked_select(torch::ones_like(d, torch::kBool).triu(1)).median().item<double>();
     }
     const Persistence p = RipsPersistence(x);
@@ -387,7 +398,7 @@ std::map<std::string, double> TopologyDiagnostics(const torch::Tensor& flat_weig
       out[key + fmt::format("betti{}", dim)] = alive;
       out[key + fmt::format("total_persistence{}", dim)] = total;
     }
-    const MapperGraph g = Mapper(x, scale, options);
+    const MapperGraph g = Mapper(x, d, scale, options);
     out[key + "mapper_nodes"] = static_cast<double>(g.nodes);
     out[key + "mapper_edges"] = static_cast<double>(g.edges);
     out[key + "mapper_components"] = static_cast<double>(g.components);

@@ -48,9 +48,11 @@ void DescribeModel(LossInputs& in, const ModelSpec& spec) {
   const ModelPtr model = MakeModel(spec);
   in.layer_bounds = {0};
   in.layer_shapes.clear();
-  for (const auto& p : model->parameters()) {
-    in.layer_bounds.push_back(in.layer_bounds.back() + p.numel());
-    in.layer_shapes.push_back(p.sizes().vec());
+  in.layer_names.clear();
+  for (const auto& item : model->named_parameters()) {
+    in.layer_bounds.push_back(in.layer_bounds.back() + item.value().numel());
+    in.layer_shapes.push_back(item.value().sizes().vec());
+    in.layer_names.push_back(item.key());
   }
   in.arch = spec.arch;
   in.activation = spec.activation;

@@ -16,6 +16,7 @@
 #include "experiments/data/dataset.h"
 #include "experiments/losses/loss.h"
 #include "experiments/merge/merging.h"
+#include "experiments/merge/merger_diagnostics.h"
 #include "experiments/protocols/merge.h"
 #include "experiments/train/zoo.h"
 #include "store/errors.h"
@@ -69,6 +70,9 @@ void MergerTraining::Bind(Options& o, const std::string& p) {
   o.Add(p + "normalize", &normalize, "layer: standardise each layer's weights over the training models; none",
         {"layer", "none"});
   o.Add(p + "probe", &probe, "probe images for losses that run the networks (jacobian_frobenius, fisher, ...)");
+  o.Add(p + "diagnose_every", &diagnose_every,
+        "log weight histograms, spectra and persistence of the first validation pair every N epochs (and the first "
+        "and last; 0: never)");
 }
 
 void MergerTraining::Check(const std::string& p) const {
@@ -79,6 +83,9 @@ void MergerTraining::Check(const std::string& p) const {
   if (augment < 0 || augment > 1000) throw BadInput(fmt::format("{}augment={}: expected 0..1000", p, augment));
   if (max_triples < 0) throw BadInput(fmt::format("{}max_triples={}: expected >= 0 (0: all)", p, max_triples));
   if (probe < 1 || probe > 4096) throw BadInput(fmt::format("{}probe={}: expected 1..4096", p, probe));
+  if (diagnose_every < 0) {
+    throw BadInput(fmt::format("{}diagnose_every={}: expected >= 0 (0: never)", p, diagnose_every));
+  }
   Losses().Find(loss);  // BadInput listing the registered losses
 }
 
@@ -720,6 +727,13 @@ TrainedMerger GetMerger(const MergerRequest& req, const ZooTriples& triples, Run
       log->Scalar("merger/train_loss", last_train, epoch);
       log->Scalar("merger/val_loss", val_loss, epoch);
       log->Scalar("merger/val_mse", val_mse, epoch);
+      if (tr.diagnose_every > 0 && (epoch == 1 || epoch % tr.diagnose_every == 0 || epoch == tr.epochs)) {
+        torch::NoGradGuard no_grad;
+        m.model->eval();
+        const auto first = [&](const torch::Tensor& index) { return models.index_select(0, index.slice(0, 0, 1)); };
+        const torch::Tensor predicted = m.model->forward(first(va), first(vb)).weights[0];
+        LogPredictionDiagnostics(log, predicted, first(vu)[0], proto, epoch);
+      }
     }
     if (val_loss < best || best_epoch == 0) {
       best = val_loss;

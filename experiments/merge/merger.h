@@ -57,6 +57,9 @@ struct MergerTraining {
   std::string loss_options;          // "k=v,k=v": the loss's options
   std::string normalize = "layer";   // layer: standardise every layer over the training set; none
   int64_t probe = 32;                // images the functional losses run the networks on
+  // Every this many epochs (and at the first and the last), LogPredictionDiagnostics of the
+  // first validation pair; 0: never. Draws no random numbers, so it is not part of the key.
+  int64_t diagnose_every = 5;
 
   void Bind(Options& o, const std::string& prefix);
   void Check(const std::string& prefix) const;

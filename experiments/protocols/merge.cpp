@@ -14,6 +14,7 @@
 #include "experiments/merge/merging.h"
 #include "experiments/protocols/protocol.h"
 #include "experiments/merge/merger.h"
+#include "experiments/merge/merger_diagnostics.h"
 #include "experiments/train/zoo.h"
 #include "experiments/train/zoo_grid.h"
 #include "store/hash.h"
@@ -390,6 +391,13 @@ class MergeRun : public ProtocolRun {
       }
       summary["parent1/mp/share_outside"] = WeightDiagnostics(*p1.model).at("mp/share_outside");
       summary["parent2/mp/share_outside"] = WeightDiagnostics(*parent2).at("mp/share_outside");
+      // Persistent homology of every weight layer's neurons: the merged model and the zoo's.
+      for (const auto& [prefix, model] : {std::pair{"", result.model}, std::pair{"parent1/", p1.model},
+                                          std::pair{"parent2/", parent2}, std::pair{"union/", un.model}}) {
+        for (const auto& [k, v] : NetworkTopology(FlatWeights(*model).to(torch::kDouble), between)) {
+          summary[std::string(prefix) + k] = v;
+        }
+      }
       FineTune(result.model, data, c, ctx, parents_acc, union_acc, summary);
     }
     for (const auto& [key, value] : result.diagnostics) summary[ctx.method + "/" + key] = value;

@@ -2,6 +2,8 @@
 // split, training, caching and the shuffled-target control, on a tiny grid built by the test.
 #include <cmath>
 #include <fstream>
+#include <map>
+#include <set>
 
 #include <gtest/gtest.h>
 
@@ -111,6 +113,32 @@ TEST(MergerTest, TrainsOnTheTrainingTriplesCachesAndKeepsTheControlApart) {
   const torch::Tensor p = a.Predict(w1, w2);
   EXPECT_EQ(p.sizes(), (std::vector<int64_t>{1, 2464}));
   EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
+  // Logged while it trains (into a run of a real store, its own cache directory): the curve and
+  // the prediction diagnostics at epochs 1 and 2, the same weights, the same key.
+  {
+    MergerRequest logged = req;
+    logged.zoo_dir = dir / "zoo-logged";
+    logged.training.diagnose_every = 1;
+    NewRun r;
+    r.method = "transformer_merge";
+    r.config = {{"method", "transformer_merge"}};
+    const std::string id = store.CreateRun(r);
+    TrainedMerger l;
+    {
+      SqliteLogger log(dir / "runs.db", id);
+      l = GetMerger(logged, t, store, &log);
+      log.RunEnded(RunStatus::kFinished, 0, "");
+    }
+    EXPECT_EQ(l.hash, a.hash);
+    EXPECT_TRUE(l.Predict(w1, w2).equal(p));
+    std::map<std::string, std::set<int64_t>> steps;
+    for (const auto& row : store.Metrics(id)) steps[row.key].insert(row.step);
+    for (const std::string key : {"merger/val_loss", "merger/weights/predicted", "merger/spectrum/conv1/predicted",
+                                  "merger/spectrum/conv1/top_predicted", "merger/predicted/topo/conv1/betti0",
+                                  "merger/topo/conv1/bottleneck0", "merger/persistence/h0/predicted"}) {
+      EXPECT_EQ(steps[key], (std::set<int64_t>{1, 2})) << key;
+    }
+  }
   // Cached: the same request loads the same merger.
   const TrainedMerger b = GetMerger(req, t, store, nullptr);
   EXPECT_FALSE(b.trained);
