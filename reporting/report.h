@@ -110,6 +110,9 @@ std::vector<RunGroup> GroupRuns(RunStore& store, const TableSpec& spec);
 // than once, only the newest.
 std::vector<RunRecord> ReportRuns(RunStore& store, const std::string& suite);
 
+// The run's config without the machine keys (threads, device): what it measured, not where.
+nlohmann::json MeasuredConfig(const RunRecord& run);
+
 // Runs are averaged only when their configs differ in the seed alone.
 Table BuildTable(RunStore& store, const TableSpec& spec);
 

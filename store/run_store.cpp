@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "store/errors.h"
+#include "store/filesystem.h"
 #include "store/hash.h"
 
 namespace tb {
@@ -195,6 +196,14 @@ double RunStore::StaleSeconds() {
 }
 
 RunStore::RunStore(const std::string& path) : path_(path) {
+  if (path != ":memory:" && std::getenv("TRANSFERBENCH_ALLOW_NETWORK_FS") == nullptr) {
+    if (const auto network = NetworkFilesystem(path)) {
+      throw BadInput(fmt::format("{}: the run store is on a network filesystem ({}), where SQLite's WAL mode is unsafe; "
+                                 "expected a local disk (--results on local storage; set "
+                                 "TRANSFERBENCH_ALLOW_NETWORK_FS=1 to take the risk)",
+                                 path, *network));
+    }
+  }
   try {
     db_ = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
   } catch (const SQLite::Exception& e) {

@@ -186,6 +186,47 @@ TEST(CliTest, QuickNightlyEndToEnd) {
   EXPECT_NE(again.out.find("0 ran (0 failed), 28 already done"), std::string::npos) << again.out;
   EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs"), 28);
 
+  // Global options after the subcommand, as users type them.
+  auto after = RunCommand(kBin + "/transferbench nightly --quick --results " + dir.path());
+  ASSERT_EQ(after.exit_code, 0) << after.out;
+  EXPECT_NE(after.out.find("0 ran (0 failed), 28 already done"), std::string::npos) << after.out;
+
+  // The regression gate on real stores: a night against itself is unchanged (exit 0); against a
+  // copy with direct_copy's transfer rate 5 points lower on every run, the copy regressed (exit
+  // 3) and this night improved on it; a bad side is exit 2, before any run.
+  {
+    auto same = RunCommand(Tb(dir.path(), "compare nightly-quick nightly-quick"));
+    EXPECT_EQ(same.exit_code, 0) << same.out;
+    EXPECT_NE(same.out.find("No regression"), std::string::npos) << same.out;
+    const std::string worse = dir / "worse.db";
+    {
+      SQLite::Database w(db, SQLite::OPEN_READWRITE);
+      w.exec("VACUUM INTO '" + worse + "'");
+    }
+    {
+      SQLite::Database w(worse, SQLite::OPEN_READWRITE);
+      w.exec("UPDATE summary SET value = value - 0.05 - 0.001 * (SELECT seed FROM runs WHERE runs.id = run_id) "
+             "WHERE key = 'transfer_rate' AND run_id IN (SELECT id FROM runs WHERE method = 'direct_copy')");
+    }
+    auto regressed = RunCommand(Tb(dir.path(), "compare nightly-quick " + worse + ":nightly-quick"));
+    EXPECT_EQ(regressed.exit_code, 3) << regressed.out;
+    EXPECT_NE(regressed.out.find("direct_copy"), std::string::npos) << regressed.out;
+    EXPECT_NE(regressed.out.find("transfer_rate"), std::string::npos) << regressed.out;
+    for (const char* ext : {"md", "csv", "json"}) {
+      EXPECT_TRUE(std::filesystem::exists(dir / (std::string("reports/compare.") + ext))) << ext;
+    }
+    auto improved = RunCommand(Tb(dir.path(), "nightly --quick --compare-to " + worse + ":nightly-quick"));
+    EXPECT_EQ(improved.exit_code, 0) << improved.out;
+    EXPECT_TRUE(std::filesystem::exists(dir / "reports/nightly-quick-compare.md"));
+    const int64_t before = CountRows(db, "SELECT COUNT(*) FROM runs");
+    auto missing = RunCommand(Tb(dir.path(), "nightly --quick --compare-to " + (dir / "nowhere.db")));
+    EXPECT_EQ(missing.exit_code, 2) << missing.out;
+    EXPECT_FALSE(std::filesystem::exists(dir / "nowhere.db"));
+    EXPECT_EQ(RunCommand(Tb(dir.path(), "compare nightly-quick no-such-suite")).exit_code, 2);
+    EXPECT_EQ(RunCommand(Tb(dir.path(), "compare nightly-quick nightly-quick --threshold transfer_rate=x")).exit_code, 2);
+    EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs"), before);
+  }
+
   // show and reproduce a stored run: identical metrics.
   SQLite::Database d(db, SQLite::OPEN_READONLY);
   const std::string id = d.execAndGet("SELECT id FROM runs WHERE method = 'finetune' LIMIT 1").getString();
