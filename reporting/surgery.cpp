@@ -405,41 +405,24 @@ bool HasMeasurements(const SurgeryTables& t) {
   return false;
 }
 
-std::vector<std::string> WriteSuiteReport(RunStore& store, const std::string& suite, const std::string& dir,
-                                          const std::string& name, const DeclaredOptions& declared) {
-  Table table = BuildTable(store, NightlyTableSpec(suite, declared));
-  std::vector<std::string> paths = WriteTable(table, dir, name);
-  std::string extra, claims_csv;
+SuiteReport BuildSuiteReport(RunStore& store, const std::string& suite, const DeclaredOptions& declared) {
+  SuiteReport r;
+  r.main = BuildTable(store, NightlyTableSpec(suite, declared));
   for (const std::string dataset : {"mnist", "fashion-mnist"}) {
     SurgeryTables s = BuildSurgeryTables(store, suite, dataset, declared);
-    if (!HasMeasurements(s)) continue;
-    extra += "\n" + RenderSurgeryMarkdown(s);
-    const std::string csv = RenderClaimsCsv(s);
-    claims_csv += claims_csv.empty() ? "dataset," + csv.substr(0, csv.find('\n') + 1) : "";
-    for (size_t pos = csv.find('\n') + 1; pos < csv.size();) {
-      const size_t end = csv.find('\n', pos);
-      claims_csv += dataset + "," + csv.substr(pos, end - pos + 1);
-      pos = end + 1;
-    }
-  }
-  if (!claims_csv.empty()) {
-    const std::string claims_path = (std::filesystem::path(dir) / (name + "-claims.csv")).string();
-    std::ofstream(claims_path) << claims_csv;
-    paths.push_back(claims_path);
+    if (HasMeasurements(s)) r.surgery.push_back(std::move(s));
   }
   // The other protocols' tables: each in its own files, and in the Markdown after the surgery's.
   for (const TableSpec& spec : {MergeTableSpec(suite, declared), ContinualTableSpec(suite, declared)}) {
     Table t = BuildTable(store, spec);
-    if (t.rows.empty()) continue;
-    for (auto& p : WriteTable(t, dir, name + "-" + spec.protocol)) paths.push_back(std::move(p));
-    extra += "\n" + RenderMarkdown(t);
+    if (!t.rows.empty()) r.protocols.push_back(std::move(t));
   }
   // The zoo table of the grids the suite's runs took their models from (zoo.grid: a grid's name,
   // or the path of its file, which names it).
   std::set<std::string> grids;
-  for (const auto& r : ReportRuns(store, suite)) {
-    const auto it = r.config.find("zoo.grid");
-    if (it == r.config.end() || !it->is_string() || it->get<std::string>().empty()) continue;
+  for (const auto& run : ReportRuns(store, suite)) {
+    const auto it = run.config.find("zoo.grid");
+    if (it == run.config.end() || !it->is_string() || it->get<std::string>().empty()) continue;
     std::string grid = it->get<std::string>();
     if (std::ifstream file(grid); file && grid.find('/') != std::string::npos) {
       const auto doc = nlohmann::json::parse(file, nullptr, /*allow_exceptions=*/false);
@@ -449,11 +432,48 @@ std::vector<std::string> WriteSuiteReport(RunStore& store, const std::string& su
   }
   if (!grids.empty()) {
     Table zoo = BuildZooTable(store, {grids.begin(), grids.end()});
-    if (!zoo.rows.empty()) {
-      for (auto& p : WriteTable(zoo, dir, name + "-zoo")) paths.push_back(std::move(p));
-      extra += "\n" + RenderMarkdown(zoo);
+    if (!zoo.rows.empty()) r.zoo = std::move(zoo);
+  }
+  return r;
+}
+
+std::vector<std::string> SuiteMarkdownSections(const SuiteReport& report) {
+  std::vector<std::string> sections = {RenderMarkdown(report.main)};
+  for (const auto& s : report.surgery) sections.push_back(RenderSurgeryMarkdown(s));
+  for (const auto& t : report.protocols) sections.push_back(RenderMarkdown(t));
+  if (report.zoo) sections.push_back(RenderMarkdown(*report.zoo));
+  return sections;
+}
+
+std::vector<std::string> WriteSuiteReport(RunStore& store, const std::string& suite, const std::string& dir,
+                                          const std::string& name, const DeclaredOptions& declared) {
+  const SuiteReport report = BuildSuiteReport(store, suite, declared);
+  std::vector<std::string> paths = WriteTable(report.main, dir, name);
+  std::string claims_csv;
+  for (const auto& s : report.surgery) {
+    const std::string csv = RenderClaimsCsv(s);
+    claims_csv += claims_csv.empty() ? "dataset," + csv.substr(0, csv.find('\n') + 1) : "";
+    for (size_t pos = csv.find('\n') + 1; pos < csv.size();) {
+      const size_t end = csv.find('\n', pos);
+      claims_csv += s.dataset + "," + csv.substr(pos, end - pos + 1);
+      pos = end + 1;
     }
   }
+  if (!claims_csv.empty()) {
+    const std::string claims_path = (std::filesystem::path(dir) / (name + "-claims.csv")).string();
+    std::ofstream(claims_path) << claims_csv;
+    paths.push_back(claims_path);
+  }
+  for (const auto& t : report.protocols) {
+    for (auto& p : WriteTable(t, dir, name + "-" + t.spec.protocol)) paths.push_back(std::move(p));
+  }
+  if (report.zoo) {
+    for (auto& p : WriteTable(*report.zoo, dir, name + "-zoo")) paths.push_back(std::move(p));
+  }
+  // The Markdown report is every section; WriteTable wrote the first.
+  const std::vector<std::string> sections = SuiteMarkdownSections(report);
+  std::string extra;
+  for (size_t i = 1; i < sections.size(); ++i) extra += "\n" + sections[i];
   if (!extra.empty()) std::ofstream(paths.front(), std::ios::app) << extra;
   return paths;
 }

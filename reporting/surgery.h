@@ -8,6 +8,7 @@
 //   std::string md = tb::RenderSurgeryMarkdown(t);
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,9 +50,25 @@ std::string RenderSurgeryMarkdown(const SurgeryTables& tables);
 std::string RenderClaimsCsv(const SurgeryTables& tables);
 bool HasMeasurements(const SurgeryTables& tables);
 
+// Every table of a suite's report, built once: what WriteSuiteReport writes and what the HTML
+// report (reporting/html.h) shows, so the two always hold the same tables.
+struct SuiteReport {
+  Table main;                          // <name>.*: the surgery protocol's main table
+  std::vector<SurgeryTables> surgery;  // per dataset with surgery measurements: training depth and claims
+  std::vector<Table> protocols;        // the merge and continual tables with rows: <name>-<spec.protocol>.*
+  std::optional<Table> zoo;            // the zoo grids the runs took their models from: <name>-zoo.*
+};
+SuiteReport BuildSuiteReport(RunStore& store, const std::string& suite, const DeclaredOptions& declared);
+
+// The suite's Markdown report, one piece per renderer call in file order (the main table, each
+// dataset's depth and claims, the merge, continual and zoo tables); <name>.md is their
+// concatenation, each after the first preceded by a blank line.
+std::vector<std::string> SuiteMarkdownSections(const SuiteReport& report);
+
 // A suite's whole report: <dir>/<name>.{md,tex,csv} (the main table; the Markdown adds, per
 // dataset with surgery runs, the training-depth and claims tables) and <name>-claims.csv.
-// Returns the paths written.
+// Returns the paths written. The HTML page is written by WriteHtmlReport (reporting/html.h),
+// on request only: it needs the Vega runtime that scripts/fetch-vega fetches.
 std::vector<std::string> WriteSuiteReport(RunStore& store, const std::string& suite, const std::string& dir,
                                           const std::string& name, const DeclaredOptions& declared);
 
