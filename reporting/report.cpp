@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -22,12 +23,15 @@ namespace {
 // Keys that do not change what a run measures: where and how fast it ran.
 const char* const kMachineKeys[] = {"threads", "device"};
 
-// The config without the machine keys.
+}  // namespace
+
 nlohmann::json MeasuredConfig(const RunRecord& run) {
   nlohmann::json c = run.config;
   for (const char* k : kMachineKeys) c.erase(k);
   return c;
 }
+
+namespace {
 
 // Two runs with equal identities measured the same thing.
 std::string Identity(const RunRecord& run) { return JsonHash(MeasuredConfig(run)); }
@@ -379,6 +383,20 @@ std::vector<RunGroup> GroupRuns(RunStore& store, const TableSpec& spec) {
           if (!displayed.count(k) && !config.contains(k)) differing[g].insert(k);
         }
       }
+    }
+  }
+  // A digest (the data's SHA-256, the zoo grid's model key) names a row only where nothing
+  // readable does: beside zoo.grid=merger, zoo_grid_models=98a2…(64 digits) says nothing more.
+  auto digest = [](const nlohmann::json& v) {
+    if (!v.is_string()) return false;
+    const auto& s = v.get_ref<const std::string&>();
+    return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+  };
+  for (auto& [id, keys] : differing) {
+    const auto& config = groups[id].config;
+    auto is_digest = [&](const std::string& k) { return config.contains(k) && digest(config.at(k)); };
+    if (std::any_of(keys.begin(), keys.end(), [&](const std::string& k) { return !is_digest(k); })) {
+      for (auto it = keys.begin(); it != keys.end();) it = is_digest(*it) ? keys.erase(it) : std::next(it);
     }
   }
   std::set<std::pair<std::vector<std::string>, std::string>> labels;

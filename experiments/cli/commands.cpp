@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "experiments/cli/compare_command.h"
 #include "experiments/cli/console.h"
 #include "experiments/cli/loss_command.h"
 #include "experiments/cli/zoo_command.h"
@@ -23,6 +24,8 @@
 #include "experiments/losses/loss.h"
 #include "experiments/methods/method.h"
 #include "experiments/models/model.h"
+#include "reporting/compare.h"
+#include "reporting/html.h"
 #include "reporting/report.h"
 #include "reporting/surgery.h"
 #include "store/errors.h"
@@ -215,6 +218,8 @@ int MultiCallMain(int argc, char** argv) {
 int TransferbenchMain(int argc, char** argv) {
   CLI::App app{"transferbench: reproducible benchmarks for moving knowledge between neural networks"};
   app.require_subcommand(1);
+  // Global options work after the subcommand too (`transferbench nightly --results DIR`).
+  app.fallthrough();
   std::string results = DefaultResults();
   app.add_option("--results", results, "results directory: runs.db, zoo/, reports/ (env TRANSFERBENCH_RESULTS)");
   std::vector<std::string> sets;
@@ -242,6 +247,9 @@ int TransferbenchMain(int argc, char** argv) {
   nightly->add_flag("-n,--dry-run", dry_run, "check every run's options and list what would run; run nothing");
   nightly->add_option("--set", sets, "override an option in every run: key=value");
   nightly->add_flag("-v,--verbose", verbose, "echo progress and scalars on stderr");
+  std::string compare_to;
+  nightly->add_option("--compare-to", compare_to,
+                      "then gate on `compare REF <suite>` (REF: a suite, commit or FILE.db[:SUITE]); exit 3 on a regression");
 
   auto* suite_cmd = app.add_subcommand("suite", "run a suite file (resumes like nightly)");
   std::string suite_file;
@@ -249,6 +257,7 @@ int TransferbenchMain(int argc, char** argv) {
   suite_cmd->add_option("--set", sets, "override an option in every run: key=value");
   suite_cmd->add_flag("-v,--verbose", verbose, "echo progress and scalars on stderr");
   suite_cmd->add_flag("-n,--dry-run", dry_run, "check every run's options and list what would run; run nothing");
+  suite_cmd->add_option("--compare-to", compare_to, "then gate on `compare REF <suite>`, as nightly does");
 
   auto run_suite = [&](const std::string& path) {
     code = Guarded([&] {
@@ -272,6 +281,8 @@ int TransferbenchMain(int argc, char** argv) {
                                  static_cast<int64_t>(s.runs.size()) - done);
         return 0;
       }
+      // A bad reference is refused before a night's work, not after it.
+      if (!compare_to.empty()) LoadSide(compare_to, paths.store_path(), "");
       SuiteResult r = RunSuite(s, paths, ParseSettings(sets, ""), verbose);
       std::ifstream md(r.report_paths.front());
       std::cout << md.rdbuf() << "\n";
@@ -279,6 +290,14 @@ int TransferbenchMain(int argc, char** argv) {
                                r.skipped, FormatDuration(r.seconds));
       std::cout << fmt::format("report: {}\n", fmt::join(r.report_paths, "  "));
       std::cout << fmt::format("runs: {}\n", paths.store_path());
+      if (!compare_to.empty()) {
+        CompareRequest gate;
+        gate.base = compare_to;
+        gate.next = "suite:" + s.name;
+        gate.name = s.name + "-compare";
+        const int gated = RunCompare(gate, results);
+        if (r.failed == 0) return gated;
+      }
       return r.failed > 0 ? 1 : 0;
     });
   };
@@ -290,7 +309,8 @@ int TransferbenchMain(int argc, char** argv) {
   auto* report = app.add_subcommand("report", "write a suite's comparison tables (md, tex, csv) and print one");
   std::string report_suite = "nightly", format = "md";
   report->add_option("--suite", report_suite, "suite whose runs go in the table (\"\" for all)");
-  report->add_option("--format", format, "format to print")->check(CLI::IsMember({"md", "tex", "csv"}));
+  report->add_option("--format", format, "format to print; html writes <suite>.html (self-contained, with plots) and prints its path")
+      ->check(CLI::IsMember({"md", "tex", "csv", "html"}));
   report->callback([&] {
     code = Guarded([&] {
       ResultPaths paths = CheckedResults(results);
@@ -299,9 +319,15 @@ int TransferbenchMain(int argc, char** argv) {
       RunStore store(paths.store_path());
       const std::string name = report_suite.empty() ? "all" : report_suite;
       auto written = WriteSuiteReport(store, report_suite, paths.reports_dir(), name, DeclaredDefaults());
-      const std::string printed = format == "md" ? written[0] : format == "tex" ? written[1] : written[2];
-      std::ifstream in(printed);
-      std::cout << in.rdbuf();
+      if (format == "html") {
+        const std::string page = WriteHtmlReport(store, report_suite, paths.reports_dir(), name, DeclaredDefaults());
+        written.push_back(page);
+        std::cout << page << "\n";
+      } else {
+        const std::string printed = format == "md" ? written[0] : format == "tex" ? written[1] : written[2];
+        std::ifstream in(printed);
+        std::cout << in.rdbuf();
+      }
       std::cerr << fmt::format("written: {}\n", fmt::join(written, "  "));
       return 0;
     });
@@ -499,6 +525,7 @@ int TransferbenchMain(int argc, char** argv) {
 
   AddZooCommand(app, results, code);
   AddLossCommand(app, code);
+  AddCompareCommand(app, results, code);
 
   try {
     app.parse(argc, argv);
