@@ -13,7 +13,9 @@
 #include <set>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include "reporting/compare.h"
 #include "store/errors.h"
 #include "store/hash.h"
 
@@ -307,8 +309,16 @@ std::vector<RunGroup> GroupRuns(RunStore& store, const TableSpec& spec) {
   // displayed keys.
   std::map<std::string, RunGroup> groups;
   std::map<std::vector<std::string>, std::vector<std::string>> groups_of_display;
+  std::set<std::string> where_seen;  // `where` keys some run of the protocol has
   for (RunRecord& run : ReportRuns(store, spec.suite)) {
     if (!OfProtocol(run, spec)) continue;
+    bool kept = true;
+    for (const auto& [key, value] : spec.where) {
+      const std::string v = KeyValue(run, key);
+      if (key == "method" || key == "pair" || run.config.contains(key)) where_seen.insert(key);
+      kept = kept && v == value;
+    }
+    if (!kept) continue;
     nlohmann::json config = GroupConfig(run, spec);
     config["method"] = run.method;
     const std::string id = JsonHash(config);
@@ -322,6 +332,12 @@ std::vector<RunGroup> GroupRuns(RunStore& store, const TableSpec& spec) {
       groups_of_display[g.keys].push_back(id);
     }
     g.runs.push_back(std::move(run));
+  }
+  for (const auto& [key, value] : spec.where) {
+    if (!where_seen.count(key)) {
+      throw BadInput(fmt::format("--where {}={}: no run of the table has the option '{}' (expected a config key, "
+                                 "method or pair)", key, value, key));
+    }
   }
   // Pass 2: runs that differ in anything but the seed are never averaged together, and a row
   // says what sets it apart where the columns do not: the options (not shown in a column) whose
@@ -524,24 +540,249 @@ std::string RenderMarkdown(const Table& t) {
   return out;
 }
 
+namespace {
+
+// A LaTeX cell: the mean (bold when best), the std after it in \scriptsize, the cell's own n
+// where fewer runs than the row's logged it.
+std::string LatexCell(const Cell& c, bool percent, bool best, int64_t row_runs) {
+  if (c.n == 0) return "--";
+  const double scale = percent ? 100.0 : 1.0;
+  auto number = [&](double v) {
+    return percent || v == 0 || std::abs(c.mean) >= 1 ? fmt::format("{:.1f}", v * scale) : fmt::format("{:.3g}", v);
+  };
+  std::string out = best ? "\\textbf{" + number(c.mean) + "}" : number(c.mean);
+  if (c.n > 1) out += "{\\scriptsize${}\\pm{}$" + number(c.std) + "}";
+  if (c.n < row_runs) out += fmt::format(" ($n{{=}}{}$)", c.n);
+  return out;
+}
+
+// Per metric column, the rows holding its best mean (by the metric's direction), or none.
+std::vector<std::set<size_t>> BestRows(const Table& t) {
+  std::vector<std::set<size_t>> best(t.spec.metrics.size());
+  for (size_t m = 0; m < t.spec.metrics.size(); ++m) {
+    const auto& col = t.spec.metrics[m];
+    const Direction d = RuleFor(col.metric.empty() ? col.key : col.metric).direction;
+    if (d == Direction::kNone) continue;
+    double top = d == Direction::kHigherIsBetter ? -INFINITY : INFINITY;
+    size_t with_value = 0;
+    for (const auto& row : t.rows) {
+      const Cell& c = row.cells[m];
+      if (c.n == 0) continue;
+      ++with_value;
+      top = d == Direction::kHigherIsBetter ? std::max(top, c.mean) : std::min(top, c.mean);
+    }
+    if (with_value < 2) continue;  // one value is best of nothing
+    for (size_t r = 0; r < t.rows.size(); ++r) {
+      const Cell& c = t.rows[r].cells[m];
+      // Equal as the table prints them (one decimal of a percentage): ties are all bold.
+      if (c.n > 0 && std::abs(c.mean - top) <= (col.percent ? 5e-4 : 1e-12 * std::max(1.0, std::abs(top)))) {
+        best[m].insert(r);
+      }
+    }
+  }
+  return best;
+}
+
+}  // namespace
+
+double LatexWidthPt(const Table& t) {
+  // Characters per column, the longest of header and cells; about 5 pt each at 10 pt (digits
+  // are 5 pt, letters 4.4–5.6), the std's \scriptsize digits about 3.5 pt; 12 pt between columns.
+  std::vector<double> width;
+  auto widen = [&](size_t col, double pt) {
+    if (width.size() <= col) width.resize(col + 1, 0);
+    width[col] = std::max(width[col], pt);
+  };
+  size_t col = 0;
+  for (const auto& h : t.spec.group_headers) widen(col++, 5.0 * static_cast<double>(h.size()));
+  for (const auto& m : t.spec.metrics) widen(col++, 5.0 * static_cast<double>(m.header.size()));
+  widen(col, 10);  // n
+  for (const auto& row : t.rows) {
+    size_t c = 0;
+    for (const auto& k : Labelled(t.spec, row)) widen(c++, 5.0 * static_cast<double>(k.size()));
+    for (size_t i = 0; i < row.cells.size(); ++i) {
+      const Cell& cell = row.cells[i];
+      const std::string mean = FormatCell(Cell{cell.mean, 0, 1}, t.spec.metrics[i].percent, false, 1);
+      const std::string sd = cell.n > 1 ? FormatCell(Cell{cell.std, 0, 1}, t.spec.metrics[i].percent, false, 1) : "";
+      widen(c++, 5.0 * static_cast<double>(mean.size()) + (sd.empty() ? 0 : 3.5 * static_cast<double>(sd.size() + 1)));
+    }
+  }
+  double total = 0;
+  for (double w : width) total += w + 12;
+  return total;
+}
+
 std::string RenderLatex(const Table& t) {
   std::string cols(t.spec.group_headers.size(), 'l');
   cols += std::string(t.spec.metrics.size() + 1, 'r');
-  std::string out = "% Generated by transferbench report; needs \\usepackage{booktabs}.\n";
-  out += fmt::format("\\begin{{table}}[t]\n\\centering\n\\caption{{{}}}\n\\begin{{tabular}}{{{}}}\n\\toprule\n",
-                     LatexEscape(t.spec.title), cols);
+  const bool long_table = t.rows.size() > kLatexLongRows;
+  std::string out = fmt::format("% Generated by transferbench report; needs \\usepackage{{booktabs}}{}.\n",
+                                long_table ? " and \\usepackage{longtable}" : "");
+  const double width = LatexWidthPt(t);
+  if (width > kLatexTextWidthPt) {
+    out += fmt::format(
+        "% About {:.0f} pt wide: wider than a portrait text block ({:.0f} pt). Narrow it: `transferbench report "
+        "--columns KEY,KEY` (fewer metrics), `--where KEY=VALUE` (fewer rows), or `--pivot rows=method,cols=KEY,"
+        "value=METRIC` (one metric), or set it in landscape (\\usepackage{{pdflscape}}).\n",
+        width, kLatexTextWidthPt);
+  }
+  int64_t least = 0, most = 0;
+  for (const auto& row : t.rows) {
+    least = least == 0 ? row.runs : std::min(least, row.runs);
+    most = std::max(most, row.runs);
+  }
+  const std::string runs = least == most ? fmt::format("$n = {}$ runs per row", most)
+                                         : fmt::format("$n = {}$--${}$ runs per row", least, most);
+  const std::string caption = fmt::format(
+      "{}. Mean {{\\scriptsize${{}}\\pm{{}}$ sample std}} over seeds, {}; the best value of each column in bold.",
+      LatexEscape(t.spec.title), runs);
   std::string header;
   for (const auto& h : t.spec.group_headers) header += LatexEscape(h) + " & ";
   for (const auto& m : t.spec.metrics) header += LatexEscape(m.header) + " & ";
-  out += header + "$n$ \\\\\n\\midrule\n";
-  for (const auto& row : t.rows) {
+  header += "$n$ \\\\\n";
+  if (long_table) {
+    out += fmt::format("\\begin{{longtable}}{{{}}}\n\\caption{{{}}}\\\\\n\\toprule\n{}\\midrule\n\\endfirsthead\n", cols,
+                       caption, header);
+    out += fmt::format("\\multicolumn{{{}}}{{l}}{{\\emph{{(continued)}}}}\\\\\n\\toprule\n{}\\midrule\n\\endhead\n"
+                       "\\bottomrule\n\\endfoot\n",
+                       t.spec.group_headers.size() + t.spec.metrics.size() + 1, header);
+  } else {
+    out += fmt::format("\\begin{{table}}[t]\n\\centering\n\\caption{{{}}}\n\\begin{{tabular}}{{{}}}\n\\toprule\n{}\\midrule\n",
+                       caption, cols, header);
+  }
+  const auto best = BestRows(t);
+  for (size_t r = 0; r < t.rows.size(); ++r) {
+    const auto& row = t.rows[r];
     std::string line;
     for (const auto& k : Labelled(t.spec, row)) line += (k.empty() ? std::string("--") : LatexEscape(k)) + " & ";
-    for (size_t i = 0; i < row.cells.size(); ++i) line += FormatCell(row.cells[i], t.spec.metrics[i].percent, true, row.runs) + " & ";
+    for (size_t i = 0; i < row.cells.size(); ++i) {
+      line += LatexCell(row.cells[i], t.spec.metrics[i].percent, best[i].count(r) > 0, row.runs) + " & ";
+    }
     out += line + fmt::format("{} \\\\\n", row.runs);
   }
-  out += "\\bottomrule\n\\end{tabular}\n\\end{table}\n";
+  out += long_table ? "\\end{longtable}\n" : "\\bottomrule\n\\end{tabular}\n\\end{table}\n";
   return out;
+}
+
+std::vector<std::pair<std::string, std::string>> ParseWhere(const std::string& text) {
+  std::vector<std::pair<std::string, std::string>> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t end = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, end - start);
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      throw BadInput(fmt::format("--where '{}': '{}' is not KEY=VALUE (expected e.g. method=linear_stitch,dataset=mnist)",
+                                 text, item));
+    }
+    out.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+    start = end + 1;
+  }
+  return out;
+}
+
+PivotSpec ParsePivot(const std::string& text) {
+  PivotSpec p;
+  for (const auto& [key, value] : ParseWhere(text)) {
+    if (value.empty()) throw BadInput(fmt::format("--pivot '{}': {} is empty", text, key));
+    if (key == "rows") {
+      size_t start = 0;
+      while (start <= value.size()) {
+        const size_t end = std::min(value.find('+', start), value.size());
+        p.rows.push_back(value.substr(start, end - start));
+        start = end + 1;
+      }
+    } else if (key == "cols") {
+      p.cols = value;
+    } else if (key == "value") {
+      p.value = value;
+    } else {
+      throw BadInput(fmt::format("--pivot '{}': unknown part '{}' (expected rows=KEY[+KEY],cols=KEY,value=METRIC)", text, key));
+    }
+  }
+  if (p.rows.empty() || p.cols.empty() || p.value.empty()) {
+    throw BadInput(fmt::format("--pivot '{}': expected rows=KEY[+KEY],cols=KEY,value=METRIC (all three)", text));
+  }
+  return p;
+}
+
+void SelectColumns(TableSpec& spec, const std::vector<std::string>& keys) {
+  std::vector<MetricColumn> kept;
+  for (const auto& k : keys) {
+    const auto it = std::find_if(spec.metrics.begin(), spec.metrics.end(), [&](const MetricColumn& m) { return m.key == k; });
+    if (it == spec.metrics.end()) {
+      std::string known;
+      for (const auto& m : spec.metrics) known += (known.empty() ? "" : ", ") + m.key;
+      throw BadInput(fmt::format("--columns {}: not a column of the table (expected one of: {})", k, known));
+    }
+    kept.push_back(*it);
+  }
+  spec.metrics = kept;
+}
+
+Table BuildPivot(RunStore& store, TableSpec spec, const PivotSpec& pivot) {
+  spec.group_keys = pivot.rows;
+  spec.group_keys.push_back(pivot.cols);
+  spec.group_headers = spec.group_keys;
+  spec.metrics.clear();
+  const auto groups = GroupRuns(store, spec);
+  const size_t r = pivot.rows.size();
+  std::set<std::string> missing;  // keys no run has
+  for (const auto& k : spec.group_keys) {
+    if (k == "method" || k == "pair") continue;
+    bool seen = false;
+    for (const auto& g : groups) seen = seen || g.config.contains(k);
+    if (!seen) missing.insert(k);
+  }
+  if (!groups.empty() && !missing.empty()) {
+    throw BadInput(fmt::format("--pivot: no run has the option '{}' (expected config keys, method or pair)", *missing.begin()));
+  }
+  std::set<std::string> columns;
+  for (const auto& g : groups) columns.insert(g.keys[r]);
+  Table t;
+  t.spec = spec;
+  t.spec.group_keys = pivot.rows;
+  t.spec.group_headers = pivot.rows;
+  const MetricRule rule = RuleFor(pivot.value);
+  std::map<std::string, size_t> index;
+  for (const auto& c : columns) {
+    index[c] = t.spec.metrics.size();
+    t.spec.metrics.push_back({pivot.cols + "=" + c, c, rule.fraction, pivot.value});
+  }
+  t.spec.title = fmt::format("{}: {} by {} and {}",
+                             !spec.title.empty() ? spec.title : spec.suite.empty() ? "all suites" : spec.suite, pivot.value,
+                             fmt::join(pivot.rows, " × "), pivot.cols);
+  t.spec.note = fmt::format("Each cell is one config group (runs equal but for the seed): mean ± sample std of {} over its "
+                            "seeds. A row names what sets its groups apart beside the row keys.", pivot.value);
+  std::map<std::pair<std::vector<std::string>, std::string>, size_t> row_of;
+  bool logged = false;
+  for (const auto& g : groups) {
+    const std::vector<std::string> keys(g.keys.begin(), g.keys.begin() + static_cast<std::ptrdiff_t>(r));
+    auto [it, fresh] = row_of.try_emplace({keys, g.variant}, t.rows.size());
+    if (fresh) {
+      TableRow row;
+      row.keys = keys;
+      row.variant = g.variant;
+      row.cells.resize(columns.size());
+      t.rows.push_back(std::move(row));
+    }
+    TableRow& row = t.rows[it->second];
+    std::vector<double> values;
+    for (const auto& run : g.runs) {
+      const auto s = store.Summary(run.id);
+      const auto v = s.find(pivot.value);
+      values.push_back(v == s.end() ? std::nan("") : v->second);
+      logged = logged || v != s.end();
+    }
+    row.cells[index.at(g.keys[r])] = Aggregate(values);
+    row.runs = std::max<int64_t>(row.runs, static_cast<int64_t>(g.runs.size()));
+    t.runs += static_cast<int64_t>(g.runs.size());
+  }
+  if (!groups.empty() && !logged) {
+    throw BadInput(fmt::format("--pivot value={}: no run of the table logged it (expected a summary key, e.g. transfer_rate)",
+                               pivot.value));
+  }
+  return t;
 }
 
 std::string RenderCsv(const Table& t) {

@@ -20,6 +20,9 @@ struct MetricColumn {
   std::string key;      // summary key
   std::string header;   // column title
   bool percent = false; // fraction shown as a percentage in md/tex (CSV keeps the raw value)
+  // The summary key whose direction (reporting/compare.h's rules) says which value of the
+  // column is best, bold in LaTeX; "" = key. A pivot's columns all show one metric.
+  std::string metric;
 };
 
 // The options' declared values, from the registries (the CLI fills it; reporting has no torch).
@@ -50,6 +53,9 @@ struct TableSpec {
   // Config keys pooled like the seed: a row's runs may differ in them (the merge table's
   // parent pairs, classes_1 and classes_2).
   std::vector<std::string> pooled_keys;
+  // Only runs whose config has these values (key "method" the method, "pair" arch_b → arch_a),
+  // compared as the tables show them. BadInput when no run has the key at all.
+  std::vector<std::pair<std::string, std::string>> where;
   std::string note;  // a line under the Markdown table
   std::string footer;  // replaces the Markdown's line on runs and seeds (a table not of runs)
 };
@@ -113,8 +119,38 @@ std::vector<RunRecord> ReportRuns(RunStore& store, const std::string& suite);
 // The run's config without the machine keys (threads, device): what it measured, not where.
 nlohmann::json MeasuredConfig(const RunRecord& run);
 
-// Runs are averaged only when their configs differ in the seed alone.
+// Runs are averaged only when their configs differ in the seed alone. The LaTeX is booktabs:
+// mean ± std with the std in \scriptsize, the best value of each column in bold (where the
+// metric has a direction), n in the caption, a longtable (breaking across pages) past
+// kLatexLongRows rows, and a comment saying how to narrow a table wider than a page.
+constexpr size_t kLatexLongRows = 30;
 Table BuildTable(RunStore& store, const TableSpec& spec);
+
+// The table papers use: one row per value of `rows` (with what else sets a config group apart,
+// as every table names it), one column per value of `cols`, each cell the `value` metric of one
+// config group — mean ± std over its seeds, never a pool of configs that differ in more than the
+// seed. `base` gives the suite, protocol, declared options and `where`; its metrics are ignored.
+// BadInput when a key is missing or no run logged `value`.
+struct PivotSpec {
+  std::vector<std::string> rows;  // config keys, "method" or "pair"
+  std::string cols;
+  std::string value;  // a summary key
+};
+Table BuildPivot(RunStore& store, TableSpec base, const PivotSpec& pivot);
+
+// "rows=method,cols=pair,value=transfer_rate" (rows may name several keys joined by '+').
+PivotSpec ParsePivot(const std::string& text);
+// "key=value,key=value" for TableSpec::where.
+std::vector<std::pair<std::string, std::string>> ParseWhere(const std::string& text);
+// Keeps only the metric columns named (in the order given); BadInput naming an unknown one and
+// listing the table's columns.
+void SelectColumns(TableSpec& spec, const std::vector<std::string>& keys);
+
+// The LaTeX table's width in points, estimated from its longest cell per column (about 5 pt a
+// character at 10 pt type, plus the column separation): above kLatexTextWidthPt it runs off a
+// portrait page, and RenderLatex says how to narrow it.
+constexpr double kLatexTextWidthPt = 345;  // article's \textwidth at 10 pt on A4/letter
+double LatexWidthPt(const Table& table);
 
 std::string RenderMarkdown(const Table& table);
 std::string RenderLatex(const Table& table);

@@ -311,6 +311,13 @@ int TransferbenchMain(int argc, char** argv) {
   report->add_option("--suite", report_suite, "suite whose runs go in the table (\"\" for all)");
   report->add_option("--format", format, "format to print; html writes <suite>.html (self-contained, with plots) and prints its path")
       ->check(CLI::IsMember({"md", "tex", "csv", "html"}));
+  std::string where, columns, pivot, table = "main";
+  report->add_option("--where", where, "only runs with these config values: KEY=VALUE,KEY=VALUE (method, pair, any option)");
+  report->add_option("--columns", columns, "only these metric columns, in this order: KEY,KEY (e.g. transfer_rate,preservation)");
+  report->add_option("--pivot", pivot,
+                     "rows=KEY[+KEY],cols=KEY,value=METRIC: the paper table (e.g. rows=method,cols=pair,value=transfer_rate)");
+  report->add_option("--table", table, "the table --where/--columns/--pivot start from (default main)")
+      ->check(CLI::IsMember({"main", "merge", "continual"}));
   report->callback([&] {
     code = Guarded([&] {
       ResultPaths paths = CheckedResults(results);
@@ -318,6 +325,30 @@ int TransferbenchMain(int argc, char** argv) {
       if (!fs::exists(paths.store_path())) throw BadInput(fmt::format("{}: no run store here (run something first)", paths.store_path()));
       RunStore store(paths.store_path());
       const std::string name = report_suite.empty() ? "all" : report_suite;
+      if (!where.empty() || !columns.empty() || !pivot.empty()) {
+        // One selected table (or its pivot), written as <name>-selected.* or <name>-pivot.*.
+        if (format == "html") throw BadInput("--format html: the selected and pivot tables are md, tex or csv");
+        TableSpec spec = table == "merge"       ? MergeTableSpec(report_suite, DeclaredDefaults())
+                         : table == "continual" ? ContinualTableSpec(report_suite, DeclaredDefaults())
+                                                : NightlyTableSpec(report_suite, DeclaredDefaults());
+        if (!where.empty()) spec.where = ParseWhere(where);
+        std::vector<std::string> keys;
+        for (size_t start = 0; !columns.empty() && start <= columns.size();) {
+          const size_t end = std::min(columns.find(',', start), columns.size());
+          keys.push_back(columns.substr(start, end - start));
+          start = end + 1;
+        }
+        if (!keys.empty()) SelectColumns(spec, keys);
+        const Table t = pivot.empty() ? BuildTable(store, spec) : BuildPivot(store, spec, ParsePivot(pivot));
+        const auto written = WriteTable(t, paths.reports_dir(), name + (pivot.empty() ? "-selected" : "-pivot"));
+        std::cout << (format == "tex" ? RenderLatex(t) : format == "csv" ? RenderCsv(t) : RenderMarkdown(t));
+        if (LatexWidthPt(t) > kLatexTextWidthPt) {
+          std::cerr << fmt::format("note: {} is about {:.0f} pt wide, wider than a portrait page ({:.0f} pt): narrow it "
+                                   "with --columns, --where or --pivot\n", written[1], LatexWidthPt(t), kLatexTextWidthPt);
+        }
+        std::cerr << fmt::format("written: {}\n", fmt::join(written, "  "));
+        return 0;
+      }
       auto written = WriteSuiteReport(store, report_suite, paths.reports_dir(), name, DeclaredDefaults());
       if (format == "html") {
         const std::string page = WriteHtmlReport(store, report_suite, paths.reports_dir(), name, DeclaredDefaults());

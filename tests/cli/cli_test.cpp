@@ -262,6 +262,19 @@ TEST(CliTest, QuickNightlyEndToEnd) {
   EXPECT_NE(report.out.find("dataset,pair,method,head,source,calibrate,train.epochs,variant,transfer_rate_mean"),
             std::string::npos);
 
+  // Paper tables: a pivot of one metric, a selection; bad specs are exit 2.
+  auto pivot = RunCommand(Tb(dir.path(), "report --suite nightly-quick --pivot rows=method,cols=pair,value=transfer_rate "
+                                         "--where dataset=mnist --format tex"));
+  EXPECT_EQ(pivot.exit_code, 0) << pivot.out;
+  EXPECT_NE(pivot.out.find("transfer\\_rate by method and pair"), std::string::npos) << pivot.out;
+  EXPECT_TRUE(std::filesystem::exists(dir / "reports/nightly-quick-pivot.tex"));
+  auto selected = RunCommand(Tb(dir.path(), "report --suite nightly-quick --columns preservation,transfer_rate"));
+  EXPECT_EQ(selected.exit_code, 0) << selected.out;
+  EXPECT_NE(selected.out.find("| Preservation % | Transfer % | n |"), std::string::npos) << selected.out;
+  EXPECT_EQ(RunCommand(Tb(dir.path(), "report --suite nightly-quick --pivot rows=method")).exit_code, 2);
+  EXPECT_EQ(RunCommand(Tb(dir.path(), "report --suite nightly-quick --columns transfer")).exit_code, 2);
+  EXPECT_EQ(RunCommand(Tb(dir.path(), "report --suite nightly-quick --where nokey=1")).exit_code, 2);
+
   // A second suite that shares two configs with the first finds them done, and its report
   // stands on them.
   const std::string overlap = dir / "overlap.json";

@@ -4,8 +4,10 @@
 #include <filesystem>
 #include <map>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "store/errors.h"
 #include "tests/test_util.h"
 
 namespace tb {
@@ -172,7 +174,7 @@ TEST(ReportTest, EveryOutputEscapesEverySpecialCharacter) {
   const std::string tex = RenderLatex(t);
   const std::string escaped = "a\\textasciicircum{}b\\textasciitilde{}c\\{d\\}\\textbackslash{}e\\_f\\%g\\&h\\#i\\$j"
                               "\\textbar{}k l,m\"n";
-  EXPECT_NE(tex.find("\\caption{suite " + escaped + "}"), std::string::npos) << tex;
+  EXPECT_NE(tex.find("\\caption{suite " + escaped + ". Mean"), std::string::npos) << tex;
   EXPECT_NE(tex.find("direct\\_copy (data.dir=" + escaped + ")"), std::string::npos) << tex;
   // Other characters: the table's own as LaTeX, Latin-1 letters kept, the rest replaced.
   t.rows[0].variant = "data.dir=<é ≥ 日本>";
@@ -187,6 +189,105 @@ TEST(ReportTest, EveryOutputEscapesEverySpecialCharacter) {
   auto r = testing::RunCommand("cd " + dir.path() + " && pdflatex -interaction=nonstopmode -halt-on-error t.tex");
   EXPECT_EQ(r.exit_code, 0) << r.out.substr(r.out.size() > 3000 ? r.out.size() - 3000 : 0);
   EXPECT_TRUE(std::filesystem::exists(dir / "t.pdf"));
+}
+
+// The paper table: rows × columns of one metric, each cell one config group; never a pool.
+TEST(ReportTest, PivotKnownAnswers) {
+  RunStore store(":memory:");
+  AddRun(store, "finetune", "wide", 0, "trained", 0.2, 0.9, RunStatus::kFinished);
+  AddRun(store, "finetune", "wide", 1, "trained", 0.4, 0.9, RunStatus::kFinished);
+  AddRun(store, "finetune", "deep", 0, "trained", 0.6, 0.9, RunStatus::kFinished);
+  AddRun(store, "finetune", "deep", 1, "trained", 0.8, 0.9, RunStatus::kFinished);
+  AddRun(store, "direct_copy", "wide", 0, "trained", 0.1, 0.9, RunStatus::kFinished);
+  AddRun(store, "direct_copy", "wide", 1, "trained", 0.3, 0.9, RunStatus::kFinished);
+  AddRun(store, "direct_copy", "wide", 2, "shuffled", 0.0, 0.9, RunStatus::kFinished);
+  const Table t = BuildPivot(store, NightlyTableSpec("nightly"), ParsePivot("rows=method,cols=pair,value=transfer_rate"));
+  ASSERT_EQ(t.spec.metrics.size(), 2u);
+  EXPECT_EQ(t.spec.metrics[0].header, "deep → deep");
+  EXPECT_EQ(t.spec.metrics[1].header, "wide → wide");
+  std::string labels;
+  for (const auto& r : t.rows) labels += r.keys[0] + " [" + r.variant + "] ";
+  // direct_copy's two groups split evenly on source, with no declared default: both named.
+  ASSERT_EQ(t.rows.size(), 3u) << labels;
+  std::map<std::string, const TableRow*> rows;
+  for (const auto& r : t.rows) rows[r.keys[0] + (r.variant.empty() ? "" : " (" + r.variant + ")")] = &r;
+  ASSERT_EQ(rows.count("finetune"), 1u);
+  ASSERT_EQ(rows.count("direct_copy (source=trained)"), 1u);
+  ASSERT_EQ(rows.count("direct_copy (source=shuffled)"), 1u);
+  EXPECT_NEAR(rows["finetune"]->cells[0].mean, 0.7, 1e-12);
+  EXPECT_NEAR(rows["finetune"]->cells[1].mean, 0.3, 1e-12);
+  EXPECT_EQ(rows["finetune"]->cells[1].n, 2);
+  EXPECT_NEAR(rows["direct_copy (source=trained)"]->cells[1].mean, 0.2, 1e-12);
+  EXPECT_EQ(rows["direct_copy (source=trained)"]->cells[0].n, 0);  // never ran on deep
+  EXPECT_EQ(rows["direct_copy (source=shuffled)"]->cells[1].n, 1);
+  EXPECT_EQ(t.runs, 7);
+  // LaTeX: the best of each column in bold (transfer: higher is better; a column of one value has
+  // none), the std in \scriptsize.
+  const std::string tex = RenderLatex(t);
+  EXPECT_NE(tex.find("finetune & 70.0{\\scriptsize${}\\pm{}$14.1} & \\textbf{30.0}{\\scriptsize${}\\pm{}$14.1} & 2"),
+            std::string::npos) << tex;
+  EXPECT_NE(tex.find("direct\\_copy (source=trained) & -- & 20.0{\\scriptsize${}\\pm{}$14.1} & 2"), std::string::npos)
+      << tex;
+  EXPECT_EQ(tex.find("wider than a portrait"), std::string::npos) << tex;  // three columns fit
+
+  // --where selects runs; a key no run has, and malformed specs, are refused.
+  TableSpec trained = NightlyTableSpec("nightly");
+  trained.where = ParseWhere("source=trained");
+  EXPECT_EQ(BuildPivot(store, trained, ParsePivot("rows=method,cols=pair,value=transfer_rate")).rows.size(), 2u);
+  TableSpec typo = NightlyTableSpec("nightly");
+  typo.where = ParseWhere("sorce=trained");
+  EXPECT_THROW(BuildTable(store, typo), BadInput);
+  EXPECT_THROW(ParsePivot("rows=method,cols=arch_a"), BadInput);
+  EXPECT_THROW(ParsePivot("rows=method,cols=arch_a,value=transfer_rate,colour=red"), BadInput);
+  EXPECT_THROW(ParseWhere("method"), BadInput);
+  EXPECT_THROW(BuildPivot(store, NightlyTableSpec("nightly"), ParsePivot("rows=method,cols=arch_a,value=no_such_metric")),
+               BadInput);
+  EXPECT_THROW(BuildPivot(store, NightlyTableSpec("nightly"), ParsePivot("rows=method,cols=no_such_key,value=transfer_rate")),
+               BadInput);
+  // --columns keeps the named columns in their order.
+  TableSpec two = NightlyTableSpec("nightly");
+  SelectColumns(two, {"preservation", "transfer_rate"});
+  ASSERT_EQ(two.metrics.size(), 2u);
+  EXPECT_EQ(two.metrics[0].key, "preservation");
+  EXPECT_THROW(SelectColumns(two, {"transfer"}), BadInput);
+}
+
+// Paper tables compile: a pivot and a long table (longtable across pages) under pdflatex, with
+// no error and no overfull box.
+TEST(ReportTest, PaperTablesCompileWithoutOverfullBoxes) {
+  RunStore store(":memory:");
+  for (int a = 0; a < 40; ++a) {
+    for (int seed = 0; seed < 2; ++seed) {
+      AddRun(store, "finetune", fmt::format("arch{}", a), seed, "trained", 0.01 * a, 0.5,
+             RunStatus::kFinished);
+      AddRun(store, "direct_copy", fmt::format("arch{}", a), seed, "trained", 0.02 * a, 0.4, RunStatus::kFinished);
+    }
+  }
+  TableSpec narrow = NightlyTableSpec("nightly");
+  SelectColumns(narrow, {"transfer_rate", "preservation"});
+  narrow.group_keys = {"method", "arch_a"};
+  narrow.group_headers = {"Method", "Model"};
+  const Table long_table = BuildTable(store, narrow);
+  ASSERT_EQ(long_table.rows.size(), 80u);
+  const std::string tex_long = RenderLatex(long_table);
+  EXPECT_NE(tex_long.find("\\begin{longtable}"), std::string::npos);
+  EXPECT_NE(tex_long.find("\\endhead"), std::string::npos);
+  const Table pivot = BuildPivot(store, NightlyTableSpec("nightly"), ParsePivot("rows=arch_a,cols=method,value=transfer_rate"));
+  ASSERT_EQ(pivot.rows.size(), 40u);
+  const std::string tex_pivot = RenderLatex(pivot);
+  EXPECT_LT(LatexWidthPt(pivot), kLatexTextWidthPt);
+  if (testing::RunCommand("command -v pdflatex").exit_code != 0) {
+    GTEST_SKIP() << "pdflatex not found (scripts/setup installs texlive-latex-base and texlive-latex-recommended)";
+  }
+  testing::TempDir dir;
+  testing::WriteFile(dir / "p.tex", "\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage{longtable}\n"
+                                    "\\begin{document}\n" + tex_long + tex_pivot + "\\end{document}\n");
+  auto r = testing::RunCommand("cd " + dir.path() + " && pdflatex -interaction=nonstopmode -halt-on-error p.tex && "
+                               "pdflatex -interaction=nonstopmode -halt-on-error p.tex");
+  ASSERT_EQ(r.exit_code, 0) << r.out.substr(r.out.size() > 3000 ? r.out.size() - 3000 : 0);
+  const std::string log = testing::ReadFile(dir / "p.log");
+  EXPECT_EQ(log.find("Overfull \\hbox"), std::string::npos) << log.substr(log.find("Overfull"), 400);
+  EXPECT_NE(log.find("Output written on p.pdf ("), std::string::npos);
 }
 
 TEST(ReportTest, ACellThatFewerRunsLoggedGivesItsOwnN) {
