@@ -251,7 +251,12 @@ int TransferbenchMain(int argc, char** argv) {
   nightly->add_option("--compare-to", compare_to,
                       "then gate on `compare REF <suite>` (REF: a suite, commit or FILE.db[:SUITE]); exit 3 on a regression");
 
+  int64_t jobs = 1;
+  std::string worker;
+  nightly->add_option("--jobs", jobs, "worker processes on this machine, each with cores / N threads (default 1)");
   auto* suite_cmd = app.add_subcommand("suite", "run a suite file (resumes like nightly)");
+  suite_cmd->add_option("--jobs", jobs, "worker processes on this machine, as nightly --jobs");
+  suite_cmd->add_option("--worker", worker, "internal: run shard K/N of the suite and write no report")->group("");
   std::string suite_file;
   suite_cmd->add_option("file", suite_file, "suite JSON file")->required();
   suite_cmd->add_option("--set", sets, "override an option in every run: key=value");
@@ -261,6 +266,22 @@ int TransferbenchMain(int argc, char** argv) {
 
   auto run_suite = [&](const std::string& path) {
     code = Guarded([&] {
+      SuiteOptions options;
+      options.verbose = verbose;
+      options.jobs = jobs;
+      if (jobs < 1 || jobs > 256) throw BadInput(fmt::format("--jobs {}: expected 1..256", jobs));
+      if (!worker.empty()) {
+        const auto slash = worker.find('/');
+        try {
+          options.worker = std::stoll(worker.substr(0, slash));
+          options.workers = slash == std::string::npos ? 0 : std::stoll(worker.substr(slash + 1));
+        } catch (const std::exception&) {
+          options.workers = 0;
+        }
+        if (options.workers < 1 || options.worker < 0 || options.worker >= options.workers) {
+          throw BadInput(fmt::format("--worker {}: expected K/N with 0 <= K < N", worker));
+        }
+      }
       const ResultPaths paths = CheckedResults(results);
       Suite s = LoadSuite(path);
       std::cerr << fmt::format("suite {}: {} runs from {}\n", s.name, s.runs.size(), path);
@@ -283,7 +304,11 @@ int TransferbenchMain(int argc, char** argv) {
       }
       // A bad reference is refused before a night's work, not after it.
       if (!compare_to.empty()) LoadSide(compare_to, paths.store_path(), "");
-      SuiteResult r = RunSuite(s, paths, ParseSettings(sets, ""), verbose);
+      if (!worker.empty()) {
+        SuiteResult r = RunSuite(s, paths, ParseSettings(sets, ""), options);
+        return r.failed > 0 ? 1 : 0;
+      }
+      SuiteResult r = RunSuite(s, paths, ParseSettings(sets, ""), options);
       std::ifstream md(r.report_paths.front());
       std::cout << md.rdbuf() << "\n";
       std::cout << fmt::format("suite {}: {} ran ({} failed), {} already done, {} wall\n", s.name, r.ran, r.failed,

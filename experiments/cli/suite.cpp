@@ -1,10 +1,16 @@
 #include "experiments/cli/suite.h"
 
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <set>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -14,6 +20,8 @@
 #include "reporting/report.h"
 #include "reporting/surgery.h"
 #include "store/errors.h"
+
+extern char** environ;
 
 namespace tb {
 namespace {
@@ -108,12 +116,59 @@ Suite LoadSuite(const std::string& path, const std::string& name_override) {
   return s;
 }
 
+namespace {
+
+using Settings = std::vector<std::pair<std::string, nlohmann::json>>;
+
+// Starts `jobs` workers (this binary: `suite FILE --worker K/N` with the same settings) and
+// waits for them; returns how many failed to finish cleanly.
+int RunWorkers(const Suite& suite, const ResultPaths& paths, const Settings& settings, int64_t jobs) {
+  std::vector<pid_t> workers;
+  for (int64_t w = 0; w < jobs; ++w) {
+    std::vector<std::string> args = {"transferbench", "--results", paths.results_dir, "suite", suite.path,
+                                     "--worker", fmt::format("{}/{}", w, jobs)};
+    for (const auto& [key, value] : settings) {
+      args.push_back("--set");
+      args.push_back(key + "=" + (value.is_string() ? value.get<std::string>() : value.dump()));
+    }
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid = 0;
+    if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), environ) != 0) {
+      throw std::runtime_error("cannot start a suite worker process");
+    }
+    workers.push_back(pid);
+  }
+  int failed = 0;
+  for (pid_t pid : workers) {
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failed;
+  }
+  return failed;
+}
+
+}  // namespace
+
 SuiteResult RunSuite(const Suite& suite, const ResultPaths& paths,
-                     const std::vector<std::pair<std::string, nlohmann::json>>& extra_settings, bool verbose) {
+                     const std::vector<std::pair<std::string, nlohmann::json>>& extra_settings,
+                     const SuiteOptions& suite_options) {
   const auto t0 = std::chrono::steady_clock::now();
+  const bool worker = suite_options.worker >= 0;
+  if (suite_options.jobs < 1 || suite_options.jobs > 256) {
+    throw BadInput(fmt::format("--jobs {}: expected 1..256", suite_options.jobs));
+  }
+  Settings settings = extra_settings;
+  if (suite_options.jobs > 1) {
+    // N jobs share the cores: cores / N intra-op threads each, unless threads= is set. (The
+    // thread count is part of every config hash: the workers must prepare what this process does.)
+    const bool has_threads = std::any_of(settings.begin(), settings.end(), [](const auto& s) { return s.first == "threads"; });
+    const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+    if (!has_threads) settings.emplace_back("threads", std::to_string(std::max<int64_t>(1, cores / suite_options.jobs)));
+  }
   std::vector<PreparedRun> prepared;
   for (RunRequest r : suite.runs) {
-    r.settings.insert(r.settings.end(), extra_settings.begin(), extra_settings.end());
+    r.settings.insert(r.settings.end(), settings.begin(), settings.end());
     try {
       prepared.push_back(PrepareRun(r));
     } catch (const BadInput& e) {
@@ -129,7 +184,7 @@ SuiteResult RunSuite(const Suite& suite, const ResultPaths& paths,
     }
   }
   if (!grids.empty()) std::filesystem::create_directories(paths.results_dir);  // a first run: nothing there yet
-  for (const auto& [name, device] : grids) {
+  for (const auto& [name, device] : worker ? std::map<std::string, std::string>{} : grids) {  // the parent built them
     const ZooGrid grid = LoadZooGrid(name);
     RunStore store(paths.store_path());
     if (ZooUnitsDone(store, grid) >= grid.Units()) continue;
@@ -139,6 +194,46 @@ SuiteResult RunSuite(const Suite& suite, const ResultPaths& paths,
     if (code != 0) throw std::runtime_error(fmt::format("zoo grid {}: a worker failed (see above)", grid.name));
   }
   SuiteResult result;
+  if (suite_options.jobs > 1 && !worker) {
+    // The parent: its workers run the configs; it counts what they finished and writes the report.
+    std::filesystem::create_directories(paths.results_dir);
+    std::set<std::string> before;
+    {
+      RunStore store(paths.store_path());
+      for (const auto& run : prepared) {
+        if (store.FinishedRunWithHash(run.config_hash)) before.insert(run.config_hash);
+      }
+    }
+    std::cout << fmt::format("suite {}: {} runs in {} worker processes\n", suite.name, prepared.size(), suite_options.jobs)
+              << std::flush;
+    const int failed_workers = RunWorkers(suite, paths, settings, suite_options.jobs);
+    RunStore store(paths.store_path());
+    std::set<std::string> counted;
+    for (const auto& run : prepared) {
+      if (!counted.insert(run.config_hash).second) continue;
+      if (before.count(run.config_hash)) {
+        ++result.skipped;
+      } else {
+        ++result.ran;
+        if (!store.FinishedRunWithHash(run.config_hash)) ++result.failed;
+      }
+    }
+    result.skipped += static_cast<int64_t>(prepared.size() - counted.size());  // repeats of a config: done once
+    if (failed_workers > 0 && result.failed == 0) {
+      throw std::runtime_error(fmt::format("suite {}: {} worker process(es) failed (see above)", suite.name, failed_workers));
+    }
+    result.report_paths = WriteSuiteReport(store, suite.name, paths.reports_dir(), suite.name, DeclaredDefaults());
+    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return result;
+  }
+  if (worker) {
+    // This worker's shard: every workers-th config, by position in the suite.
+    std::vector<PreparedRun> mine;
+    for (size_t i = 0; i < prepared.size(); ++i) {
+      if (static_cast<int64_t>(i) % suite_options.workers == suite_options.worker) mine.push_back(std::move(prepared[i]));
+    }
+    prepared = std::move(mine);
+  }
   // What the suite finds already done (by any suite, or a lone run) counts as its own in its
   // report and in `ls --suite`, from the start: an interrupted suite's report stands on it.
   if (std::filesystem::exists(paths.store_path())) {
@@ -152,7 +247,7 @@ SuiteResult RunSuite(const Suite& suite, const ResultPaths& paths,
   Progress progress(static_cast<int64_t>(prepared.size()));
   ExecuteOptions options;
   options.skip_finished = true;
-  options.verbose = verbose;
+  options.verbose = suite_options.verbose;
   for (auto& run : prepared) {
     progress.Start(run.label);
     RunOutcome out = ExecuteRun(run, paths, options);
@@ -172,6 +267,10 @@ SuiteResult RunSuite(const Suite& suite, const ResultPaths& paths,
     }
   }
   progress.Finish();
+  if (worker) {
+    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return result;
+  }
   RunStore store(paths.store_path());
   result.report_paths = WriteSuiteReport(store, suite.name, paths.reports_dir(), suite.name, DeclaredDefaults());
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -41,9 +41,21 @@ struct SuiteResult {
   std::vector<std::string> report_paths;
 };
 
+struct SuiteOptions {
+  bool verbose = false;
+  // Worker processes on this machine (`--jobs N`): each runs every N-th config (static shards,
+  // so two jobs never run one config), sharing the store (concurrent writers are safe) and the
+  // zoo cache. Where no threads= setting is given, each gets cores / N intra-op threads.
+  int64_t jobs = 1;
+  // Internal (`--worker K/N`): this process is worker K of N; it runs its shard and writes no
+  // report. -1: not a worker.
+  int64_t worker = -1, workers = 0;
+};
+
 // Prepares every run first (so a bad entry stops the suite before anything runs), then runs
 // those whose config hash has not finished yet, and writes the suite's report.
 SuiteResult RunSuite(const Suite& suite, const ResultPaths& paths,
-                     const std::vector<std::pair<std::string, nlohmann::json>>& extra_settings, bool verbose);
+                     const std::vector<std::pair<std::string, nlohmann::json>>& extra_settings,
+                     const SuiteOptions& options);
 
 }  // namespace tb

@@ -1,5 +1,6 @@
 // The command-line tools as a user runs them: separate processes, real files.
 #include <fstream>
+#include <thread>
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <fmt/format.h>
@@ -290,6 +291,30 @@ TEST(CliTest, QuickNightlyEndToEnd) {
   EXPECT_NE(overlap_md.find("| mnist | wide → wide | finetune | – | shuffled | none | 1 |"), std::string::npos)
       << overlap_md;
   EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs"), runs_before_overlap);  // nothing ran twice
+}
+
+// `--jobs N`: N worker processes share a suite's configs (each config run once, by one of them,
+// with cores / N threads), the parent writes the report; a resume finds everything done.
+TEST(CliTest, JobsShareTheSuiteAcrossWorkerProcesses) {
+  testing::TempDir dir;
+  auto first = RunCommand(Tb(dir.path(), "nightly --quick --jobs 2"));
+  ASSERT_EQ(first.exit_code, 0) << first.out;
+  EXPECT_NE(first.out.find("28 runs in 2 worker processes"), std::string::npos) << first.out;
+  EXPECT_NE(first.out.find("28 ran (0 failed), 0 already done"), std::string::npos) << first.out;
+  const std::string db = dir / "runs.db";
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs WHERE status = 'finished'"), 28);
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(DISTINCT config_hash) FROM runs"), 28);  // none ran twice
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs WHERE json_extract(config, '$.threads') != "
+                          "MAX(1, " + std::to_string(std::max(1u, std::thread::hardware_concurrency()) / 2) + ")"), 0);
+  EXPECT_TRUE(std::filesystem::exists(dir / "reports/nightly-quick.md"));
+  auto again = RunCommand(Tb(dir.path(), "nightly --quick --jobs 2"));
+  ASSERT_EQ(again.exit_code, 0) << again.out;
+  EXPECT_NE(again.out.find("0 ran (0 failed), 28 already done"), std::string::npos) << again.out;
+  EXPECT_EQ(RunCommand(Tb(dir.path(), "nightly --quick --jobs 0")).exit_code, 2);
+  auto bad_worker = RunCommand(Tb(dir.path(), "suite no-such-suite.json --worker 3/2"));
+  EXPECT_EQ(bad_worker.exit_code, 2);
+  EXPECT_NE(bad_worker.out.find("--worker 3/2: expected K/N"), std::string::npos) << bad_worker.out;
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs"), 28);
 }
 
 // `loss NAME --a --b`: a registered loss on two vectors from files, and its bad input.
