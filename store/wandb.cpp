@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -95,6 +96,21 @@ nlohmann::json WandbConfig(const RunRecord& run) {
                                       {"environment", run.environment}}},
                            {"desc", nullptr}};
   return out;
+}
+
+// W&B's group of a run: its suite at its commit ("nightly@3f2c1ab", "-dirty" when the tree was),
+// so that one night's runs group together; the suite alone without a commit.
+std::string NightGroup(const RunRecord& run) {
+  if (run.suite.empty() || run.git_commit.empty()) return run.suite;
+  return fmt::format("{}@{}{}", run.suite, run.git_commit.substr(0, 7), run.git_dirty ? "-dirty" : "");
+}
+
+// The tags that name the night: suite:<suite> and commit:<7 digits>, where known.
+std::vector<std::string> NightTags(const RunRecord& run) {
+  std::vector<std::string> tags;
+  if (!run.suite.empty()) tags.push_back(SuiteTag(run.suite));
+  if (!run.git_commit.empty()) tags.push_back("commit:" + run.git_commit.substr(0, 7));
+  return tags;
 }
 
 std::string DisplayName(const RunRecord& run) {
@@ -316,10 +332,14 @@ SyncReport WandbSync::SyncRun(const std::string& run_id, double deadline) {
     if (s.remote_id.empty()) {
       std::vector<std::string> tags = run->tags;
       tags.insert(tags.end(), cfg.tags.begin(), cfg.tags.end());
+      // A dashboard filters one night: the suite and the commit as tags too.
+      for (const std::string& t : NightTags(*run)) {
+        if (std::find(tags.begin(), tags.end(), t) == tags.end()) tags.push_back(t);
+      }
       nlohmann::json vars = {
           {"id", nullptr}, {"name", run->id}, {"project", cfg.project},
           {"entity", cfg.entity.empty() ? nlohmann::json() : nlohmann::json(cfg.entity)},
-          {"groupName", cfg.group.empty() ? run->suite : cfg.group}, {"description", nullptr},
+          {"groupName", cfg.group.empty() ? NightGroup(*run) : cfg.group}, {"description", nullptr},
           {"displayName", DisplayName(*run)}, {"notes", run->error.empty() ? nlohmann::json() : nlohmann::json(run->error)},
           {"commit", run->git_commit}, {"config", WandbConfig(*run).dump()}, {"host", run->host},
           {"debug", nullptr}, {"program", "transferbench"}, {"repo", nullptr}, {"jobType", run->method},

@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 
@@ -372,7 +373,18 @@ TEST(WandbMirrorTest, NightlySuiteMirrorsEveryRun) {
   EXPECT_EQ(server.runs().size(), 28u);  // 16 surgery, 9 merge, 3 continual runs
   RunStore store(dir / "runs.db");
   EXPECT_TRUE(MirrorOutbox(store, server.url()).PendingRuns().empty());
-  for (const auto& v : server.upserts()) EXPECT_EQ(v["groupName"], "nightly-quick");
+  // One night groups together on the dashboard: suite at commit, and both as tags.
+  const auto runs = store.ListRuns();
+  ASSERT_FALSE(runs.empty());
+  const std::string commit = runs.front().git_commit;
+  const std::string group =
+      commit.empty() ? "nightly-quick" : "nightly-quick@" + commit.substr(0, 7) + (runs.front().git_dirty ? "-dirty" : "");
+  for (const auto& v : server.upserts()) {
+    EXPECT_EQ(v["groupName"], group);
+    const auto tags = v["tags"].get<std::vector<std::string>>();
+    EXPECT_NE(std::find(tags.begin(), tags.end(), "suite:nightly-quick"), tags.end()) << v.dump();
+    if (!commit.empty()) EXPECT_NE(std::find(tags.begin(), tags.end(), "commit:" + commit.substr(0, 7)), tags.end());
+  }
 }
 
 }  // namespace
