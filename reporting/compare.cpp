@@ -313,10 +313,13 @@ std::map<std::string, std::string> Labels(const std::map<std::string, Group>& a,
       if (values.size() > 1) (digest ? digests : differing).insert(k);
     }
     if (differing.empty()) differing = digests;
+    std::set<std::string> taken;
     for (const auto& [id, c] : groups) {
       std::string variant;
       for (const auto& k : differing) variant += (variant.empty() ? "" : ", ") + k + "=" + ConfigValue(*c, k);
-      labels[id] = variant.empty() ? method : fmt::format("{} ({})", method, variant);
+      std::string label = variant.empty() ? method : fmt::format("{} ({})", method, variant);
+      if (!taken.insert(label).second) label += " #" + id.substr(0, 8);  // only a digest sets it apart
+      labels[id] = label;
     }
   }
   return labels;
@@ -357,6 +360,19 @@ void Judge(const std::vector<PairValue>& values, double alpha, MetricChange& c) 
   c.min_p = MinimumSignedRankP(c.nonzero);
   const double limit = ratio ? std::log(c.rule.threshold) : c.rule.threshold;
   if (mean == 0 || std::abs(mean) <= limit) return;
+  // The test ranks the pairs, the threshold reads their mean: a verdict needs both to point one
+  // way (19 pairs slightly worse and one much better: significant, mean better; no verdict).
+  std::vector<double> sorted = diffs;
+  std::sort(sorted.begin(), sorted.end());
+  const size_t half = sorted.size() / 2;
+  const double median = sorted.size() % 2 ? sorted[half] : (sorted[half - 1] + sorted[half]) / 2;
+  if (median != 0 && (median > 0) != (mean > 0)) {
+    if (c.rule.direction != Direction::kNone) {
+      c.note = fmt::format("{}: the mean change and the median pair disagree in direction (median {:.3g})", PairsText(c),
+                           median);
+    }
+    return;
+  }
   if (c.p < alpha) {
     const bool worse = c.rule.direction == Direction::kHigherIsBetter ? mean < 0 : mean > 0;
     c.verdict = c.rule.direction == Direction::kNone ? Verdict::kChanged
@@ -396,6 +412,7 @@ Comparison Compare(const CompareSide& base, const CompareSide& next, const Compa
   std::map<std::string, std::map<std::string, std::vector<PairValue>>> by_group;
   std::map<std::string, std::map<std::string, std::pair<std::vector<PairValue>, std::set<std::string>>>> by_method;
   std::set<std::string> metrics;
+  std::map<std::string, std::map<std::string, int64_t>> lost;  // method → metric → pairs
   for (const auto& [id, g] : a) {
     const auto other = b.find(id);
     if (other == b.end()) {
@@ -415,6 +432,10 @@ Comparison Compare(const CompareSide& base, const CompareSide& next, const Compa
       const auto& sn = summary(next, twin->second);
       for (const auto& [key, vb] : sb) {
         const auto it = sn.find(key);
+        if (std::isfinite(vb) && (it == sn.end() || !std::isfinite(it->second)) &&
+            RuleFor(key).direction != Direction::kNone) {
+          ++lost[g.method][key];  // measured before, NaN or gone now
+        }
         if (it == sn.end() || !std::isfinite(vb) || !std::isfinite(it->second)) continue;
         if (RuleFor(key).scale == Scale::kRatio && (vb <= 0 || it->second <= 0)) continue;
         metrics.insert(key);
@@ -433,6 +454,11 @@ Comparison Compare(const CompareSide& base, const CompareSide& next, const Compa
   }
   for (const auto& [id, g] : b) {
     if (!a.count(id)) out.only_new.push_back(GroupSummary{id, g.method, labels.at(id), Seeds(g)});
+  }
+  if (out.pairs == 0) {
+    throw BadInput(fmt::format("compare {} → {}: no run pairs (a config group and seed on both sides; {} groups only in "
+                               "BASE, {} only in NEW): nothing to gate on — the configs differ (threads, data, options?)",
+                               base.label, next.label, out.only_base.size(), out.only_new.size()));
   }
   // Threshold overrides: by metric, else by the rule's pattern; each must name something.
   std::set<std::string> patterns;
@@ -468,6 +494,21 @@ Comparison Compare(const CompareSide& base, const CompareSide& next, const Compa
       c.rule = rule_of(metric);
       c.groups = static_cast<int64_t>(entry.second.size());
       Judge(entry.first, options.alpha, c);
+      out.changes.push_back(std::move(c));
+    }
+  }
+  // A metric with a direction that NEW no longer reports (NaN or missing) where BASE did is a
+  // regression: a run that stopped measuring must not pass as unchanged.
+  for (const auto& [method, by_metric] : lost) {
+    for (const auto& [metric, count] : by_metric) {
+      MetricChange c;
+      c.scope = "method";
+      c.method = method;
+      c.metric = metric;
+      c.rule = rule_of(metric);
+      c.pairs = count;
+      c.verdict = Verdict::kRegressed;
+      c.note = fmt::format("{} pair{}: measured in BASE, NaN or missing in NEW", count, count == 1 ? "" : "s");
       out.changes.push_back(std::move(c));
     }
   }

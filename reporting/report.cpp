@@ -339,6 +339,16 @@ std::vector<RunGroup> GroupRuns(RunStore& store, const TableSpec& spec) {
                                  "method or pair)", key, value, key));
     }
   }
+  if (!spec.where.empty() && groups.empty()) {
+    // A filter that matches nothing is a typo far more often than an empty night: say what is there.
+    const auto& [key, value] = spec.where.front();
+    std::set<std::string> seen;
+    for (const RunRecord& run : ReportRuns(store, spec.suite)) {
+      if (OfProtocol(run, spec) && seen.size() < 12) seen.insert(KeyValue(run, key));
+    }
+    throw BadInput(fmt::format("--where {}={}: no run matches (values of {} here: {})", key, value, key,
+                               fmt::join(seen, ", ")));
+  }
   // Pass 2: runs that differ in anything but the seed are never averaged together, and a row
   // says what sets it apart where the columns do not: the options (not shown in a column) whose
   // value differs from the most common one among the groups of its method (a control such as
@@ -572,12 +582,12 @@ std::vector<std::set<size_t>> BestRows(const Table& t) {
       top = d == Direction::kHigherIsBetter ? std::max(top, c.mean) : std::min(top, c.mean);
     }
     if (with_value < 2) continue;  // one value is best of nothing
+    // Equal as the table prints them: ties are all bold.
+    auto printed = [&](double v) { return FormatCell(Cell{v, 0, 1}, col.percent, true, 1); };
+    const std::string top_text = printed(top);
     for (size_t r = 0; r < t.rows.size(); ++r) {
       const Cell& c = t.rows[r].cells[m];
-      // Equal as the table prints them (one decimal of a percentage): ties are all bold.
-      if (c.n > 0 && std::abs(c.mean - top) <= (col.percent ? 5e-4 : 1e-12 * std::max(1.0, std::abs(top)))) {
-        best[m].insert(r);
-      }
+      if (c.n > 0 && printed(c.mean) == top_text) best[m].insert(r);
     }
   }
   return best;
@@ -655,6 +665,8 @@ std::string RenderLatex(const Table& t) {
     const auto& row = t.rows[r];
     std::string line;
     for (const auto& k : Labelled(t.spec, row)) line += (k.empty() ? std::string("--") : LatexEscape(k)) + " & ";
+    // After \\ or \midrule a row starting with [ or * would be read as their optional argument.
+    if (!line.empty() && (line.front() == '[' || line.front() == '*')) line = "{}" + line;
     for (size_t i = 0; i < row.cells.size(); ++i) {
       line += LatexCell(row.cells[i], t.spec.metrics[i].percent, best[i].count(r) > 0, row.runs) + " & ";
     }
@@ -665,10 +677,22 @@ std::string RenderLatex(const Table& t) {
 }
 
 std::vector<std::pair<std::string, std::string>> ParseWhere(const std::string& text) {
+  // Items end at a comma followed by KEY= (so a value may hold commas: tasks=01,23,45).
+  auto next_item = [&](size_t from) {
+    for (size_t c = text.find(',', from); c != std::string::npos; c = text.find(',', c + 1)) {
+      size_t k = c + 1;
+      while (k < text.size() && (std::isalnum(static_cast<unsigned char>(text[k])) || text[k] == '_' || text[k] == '.' ||
+                                 text[k] == '/')) {
+        ++k;
+      }
+      if (k > c + 1 && k < text.size() && text[k] == '=') return c;
+    }
+    return text.size();
+  };
   std::vector<std::pair<std::string, std::string>> out;
   size_t start = 0;
   while (start <= text.size()) {
-    const size_t end = std::min(text.find(',', start), text.size());
+    const size_t end = next_item(start);
     const std::string item = text.substr(start, end - start);
     const size_t eq = item.find('=');
     if (eq == std::string::npos || eq == 0) {
@@ -720,7 +744,12 @@ void SelectColumns(TableSpec& spec, const std::vector<std::string>& keys) {
   spec.metrics = kept;
 }
 
-Table BuildPivot(RunStore& store, TableSpec spec, const PivotSpec& pivot) {
+Table BuildPivot(RunStore& store, TableSpec spec, PivotSpec pivot) {
+  // A row is one method's: rows that do not name the method get it first, so that no row sets
+  // one method's cell beside another's.
+  if (std::find(pivot.rows.begin(), pivot.rows.end(), "method") == pivot.rows.end() && pivot.cols != "method") {
+    pivot.rows.insert(pivot.rows.begin(), "method");
+  }
   spec.group_keys = pivot.rows;
   spec.group_keys.push_back(pivot.cols);
   spec.group_headers = spec.group_keys;

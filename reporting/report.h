@@ -136,7 +136,8 @@ struct PivotSpec {
   std::string cols;
   std::string value;  // a summary key
 };
-Table BuildPivot(RunStore& store, TableSpec base, const PivotSpec& pivot);
+// Rows that name neither the method nor take it as columns get it as their first key.
+Table BuildPivot(RunStore& store, TableSpec base, PivotSpec pivot);
 
 // "rows=method,cols=pair,value=transfer_rate" (rows may name several keys joined by '+').
 PivotSpec ParsePivot(const std::string& text);

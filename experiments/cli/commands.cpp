@@ -292,7 +292,7 @@ int TransferbenchMain(int argc, char** argv) {
         if (fs::exists(db)) store = std::make_unique<RunStore>(db);
         int64_t done = 0;
         for (RunRequest r : s.runs) {
-          r.settings.insert(r.settings.end(), settings.begin(), settings.end());
+          r.settings = SuiteRunSettings(r.settings, settings, jobs);
           PreparedRun p = PrepareRun(r);
           const bool finished = store && store->FinishedRunWithHash(p.config_hash);
           done += finished ? 1 : 0;

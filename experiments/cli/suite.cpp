@@ -116,9 +116,21 @@ Suite LoadSuite(const std::string& path, const std::string& name_override) {
   return s;
 }
 
-namespace {
+Settings SuiteRunSettings(const Settings& run, const Settings& extra, int64_t jobs) {
+  Settings out = run;
+  out.insert(out.end(), extra.begin(), extra.end());
+  // N jobs share the cores: cores / N intra-op threads each, unless the run or the command sets
+  // threads. (The thread count is part of every config hash: the workers, a dry run and the
+  // parent must all prepare the same configs.)
+  const bool has_threads = std::any_of(out.begin(), out.end(), [](const auto& s) { return s.first == "threads"; });
+  if (jobs > 1 && !has_threads) {
+    const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+    out.emplace_back("threads", std::to_string(std::max<int64_t>(1, cores / jobs)));
+  }
+  return out;
+}
 
-using Settings = std::vector<std::pair<std::string, nlohmann::json>>;
+namespace {
 
 // Starts `jobs` workers (this binary: `suite FILE --worker K/N` with the same settings) and
 // waits for them; returns how many failed to finish cleanly.
@@ -126,7 +138,7 @@ int RunWorkers(const Suite& suite, const ResultPaths& paths, const Settings& set
   std::vector<pid_t> workers;
   for (int64_t w = 0; w < jobs; ++w) {
     std::vector<std::string> args = {"transferbench", "--results", paths.results_dir, "suite", suite.path,
-                                     "--worker", fmt::format("{}/{}", w, jobs)};
+                                     "--worker", fmt::format("{}/{}", w, jobs), "--jobs", std::to_string(jobs)};
     for (const auto& [key, value] : settings) {
       args.push_back("--set");
       args.push_back(key + "=" + (value.is_string() ? value.get<std::string>() : value.dump()));
@@ -158,17 +170,10 @@ SuiteResult RunSuite(const Suite& suite, const ResultPaths& paths,
   if (suite_options.jobs < 1 || suite_options.jobs > 256) {
     throw BadInput(fmt::format("--jobs {}: expected 1..256", suite_options.jobs));
   }
-  Settings settings = extra_settings;
-  if (suite_options.jobs > 1) {
-    // N jobs share the cores: cores / N intra-op threads each, unless threads= is set. (The
-    // thread count is part of every config hash: the workers must prepare what this process does.)
-    const bool has_threads = std::any_of(settings.begin(), settings.end(), [](const auto& s) { return s.first == "threads"; });
-    const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
-    if (!has_threads) settings.emplace_back("threads", std::to_string(std::max<int64_t>(1, cores / suite_options.jobs)));
-  }
+  const Settings& settings = extra_settings;
   std::vector<PreparedRun> prepared;
   for (RunRequest r : suite.runs) {
-    r.settings.insert(r.settings.end(), settings.begin(), settings.end());
+    r.settings = SuiteRunSettings(r.settings, settings, suite_options.jobs);
     try {
       prepared.push_back(PrepareRun(r));
     } catch (const BadInput& e) {
@@ -227,10 +232,13 @@ SuiteResult RunSuite(const Suite& suite, const ResultPaths& paths,
     return result;
   }
   if (worker) {
-    // This worker's shard: every workers-th config, by position in the suite.
+    // This worker's shard: every workers-th distinct config (a config the suite lists twice goes
+    // to one worker, which finds it done the second time).
+    std::map<std::string, int64_t> order;
     std::vector<PreparedRun> mine;
-    for (size_t i = 0; i < prepared.size(); ++i) {
-      if (static_cast<int64_t>(i) % suite_options.workers == suite_options.worker) mine.push_back(std::move(prepared[i]));
+    for (auto& run : prepared) {
+      const int64_t index = order.try_emplace(run.config_hash, static_cast<int64_t>(order.size())).first->second;
+      if (index % suite_options.workers == suite_options.worker) mine.push_back(std::move(run));
     }
     prepared = std::move(mine);
   }

@@ -52,6 +52,12 @@ struct SuiteOptions {
   int64_t worker = -1, workers = 0;
 };
 
+using Settings = std::vector<std::pair<std::string, nlohmann::json>>;
+
+// A suite run's settings: its own, then the command's, then, under `jobs` > 1, threads = cores /
+// jobs where neither sets threads.
+Settings SuiteRunSettings(const Settings& run, const Settings& extra, int64_t jobs);
+
 // Prepares every run first (so a bad entry stops the suite before anything runs), then runs
 // those whose config hash has not finished yet, and writes the suite's report.
 SuiteResult RunSuite(const Suite& suite, const ResultPaths& paths,

@@ -373,5 +373,47 @@ TEST(CompareTest, LoadSideReadsAFileASuiteOrACommitAndRefusesWhatMatchesNothing)
   EXPECT_EQ(LoadSide("abc1234d", db, "").runs.size(), 15u);
 }
 
+// Review: a metric NEW stopped reporting (NaN or gone) is a regression, not "unchanged"; no
+// pairs at all is bad input, not a pass; a significant shift whose mean points the other way
+// gets no verdict.
+TEST(CompareTest, LostMetricsNoPairsAndDisagreeingSignsAreNotPasses) {
+  testing::TempDir dir;
+  BuildStore(dir / "base.db");
+  BuildStore(dir / "nan.db", [](const std::string& method, int, int64_t, Summary& s) {
+    if (method == "finetune") {
+      s["transfer_rate"] = std::nan("");
+      s.erase("preservation");
+    }
+  });
+  const Comparison lost = CompareFiles(dir / "base.db", dir / "nan.db");
+  EXPECT_TRUE(Regressed(lost));
+  int regressed = 0;
+  for (const auto& m : lost.changes) {
+    if (m.verdict == Verdict::kRegressed) {
+      ++regressed;
+      EXPECT_EQ(m.method, "finetune");
+      EXPECT_EQ(m.pairs, 12);
+      EXPECT_NE(m.note.find("NaN or missing in NEW"), std::string::npos) << m.note;
+    }
+  }
+  EXPECT_EQ(regressed, 2);  // transfer_rate and preservation
+  // Nothing in common: every group of NEW has another lr.
+  RunStore other(dir / "other.db");
+  for (int64_t seed = 0; seed < 3; ++seed) AddRun(other, "nightly", "finetune", 4, seed, {{"transfer_rate", 0.5}}, "", 1);
+  EXPECT_THROW(CompareFiles(dir / "base.db", dir / "other.db"), BadInput);
+  // 11 of 12 finetune pairs 1-2 points worse, one 40 points better: the ranks say worse, the
+  // mean says better; no verdict either way, and the note says why.
+  BuildStore(dir / "mixed.db", [](const std::string& method, int g, int64_t seed, Summary& s) {
+    if (method != "finetune") return;
+    s["transfer_rate"] += g == 0 && seed == 0 ? 0.4 : -0.01 - 0.001 * static_cast<double>(3 * g + seed);
+  });
+  const Comparison mixed = CompareFiles(dir / "base.db", dir / "mixed.db");
+  const MetricChange& m = Find(mixed, "method", "finetune", "transfer_rate");
+  EXPECT_GT(m.change, 0.01);
+  EXPECT_LT(m.p, 0.05);
+  EXPECT_EQ(m.verdict, Verdict::kUnchanged);
+  EXPECT_NE(m.note.find("disagree in direction"), std::string::npos) << m.note;
+}
+
 }  // namespace
 }  // namespace tb

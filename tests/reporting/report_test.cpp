@@ -244,6 +244,23 @@ TEST(ReportTest, PivotKnownAnswers) {
                BadInput);
   EXPECT_THROW(BuildPivot(store, NightlyTableSpec("nightly"), ParsePivot("rows=method,cols=no_such_key,value=transfer_rate")),
                BadInput);
+  // Review: values may hold commas; a filter that matches nothing is refused, naming what is
+  // there; rows that do not name the method get it, so no row mixes methods.
+  const auto items = ParseWhere("tasks=01,23,45,method=finetune");
+  ASSERT_EQ(items.size(), 2u);
+  EXPECT_EQ(items[0].second, "01,23,45");
+  EXPECT_EQ(items[1], (std::pair<std::string, std::string>{"method", "finetune"}));
+  TableSpec nothing = NightlyTableSpec("nightly");
+  nothing.where = ParseWhere("method=finetun");
+  try {
+    BuildTable(store, nothing);
+    ADD_FAILURE() << "a filter that matches nothing was accepted";
+  } catch (const BadInput& e) {
+    EXPECT_NE(std::string(e.what()).find("direct_copy, finetune"), std::string::npos) << e.what();
+  }
+  const Table by_pair = BuildPivot(store, NightlyTableSpec("nightly"), ParsePivot("rows=source,cols=pair,value=transfer_rate"));
+  ASSERT_EQ(by_pair.spec.group_keys, (std::vector<std::string>{"method", "source"}));
+  for (const auto& row : by_pair.rows) EXPECT_EQ(row.keys.size(), 2u);
   // --columns keeps the named columns in their order.
   TableSpec two = NightlyTableSpec("nightly");
   SelectColumns(two, {"preservation", "transfer_rate"});
