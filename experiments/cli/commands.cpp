@@ -16,6 +16,7 @@
 
 #include "experiments/cli/compare_command.h"
 #include "experiments/cli/console.h"
+#include "experiments/cli/guarded.h"
 #include "experiments/cli/loss_command.h"
 #include "experiments/cli/zoo_command.h"
 #include "experiments/cli/runner.h"
@@ -91,21 +92,6 @@ void PrintSummary(const RunOutcome& out) {
 
 int ExitFor(const RunOutcome& out) { return out.status == RunStatus::kFinished ? 0 : out.exit_code; }
 
-// Runs `body`, turning exceptions into one line on stderr and an exit code.
-template <class Body>
-int Guarded(Body&& body) {
-  try {
-    return body();
-  } catch (const BadInput& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 2;
-  } catch (const CLI::ParseError& e) {
-    throw;
-  } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 1;
-  }
-}
 
 int DoRun(const std::string& method, const Settings& settings, const std::string& results, bool verbose,
           const std::string& suite, const std::vector<std::string>& tags) {

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "experiments/cli/guarded.h"
 #include "reporting/compare.h"
 #include "store/errors.h"
 #include "store/run_store.h"
@@ -84,16 +85,10 @@ void AddCompareCommand(CLI::App& app, const std::string& results, int& code) {
   cmd->add_option("--alpha", request->alpha, "significance level of the signed-rank test (default 0.05)");
   cmd->add_option("--name", request->name, "name of the written files under reports/ (default compare)");
   cmd->callback([request, thresholds, &results, &code] {
-    try {
+    code = Guarded([&] {
       for (const auto& t : *thresholds) ParseThreshold(t, request->thresholds);
-      code = RunCompare(*request, results);
-    } catch (const BadInput& e) {
-      std::cerr << "error: " << e.what() << "\n";
-      code = 2;
-    } catch (const std::exception& e) {
-      std::cerr << "error: " << e.what() << "\n";
-      code = 1;
-    }
+      return RunCompare(*request, results);
+    });
   });
 }
 

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "experiments/cli/guarded.h"
 #include "experiments/data/dataset.h"
 #include "experiments/losses/loss.h"
 #include "store/errors.h"
@@ -58,7 +59,7 @@ void AddLossCommand(CLI::App& app, int& code) {
   cmd->add_option("--repeat", repeat,
                   "evaluate N times and print a second line, seconds_per_eval <mean seconds> (for timing against other tools)");
   cmd->callback([&, cmd] {
-    try {
+    code = Guarded([&] {
       auto loss = Losses().Find(name).make();
       for (const auto& s : sets) {
         const auto eq = s.find('=');
@@ -85,14 +86,8 @@ void AddLossCommand(CLI::App& app, int& code) {
       const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
       std::cout << fmt::format("{:.17g}\n", value);
       if (repeat > 0) std::cout << fmt::format("seconds_per_eval {:.6g}\n", elapsed.count() / repeat);
-      code = 0;
-    } catch (const BadInput& e) {
-      std::cerr << "error: " << e.what() << "\n";
-      code = 2;
-    } catch (const std::exception& e) {
-      std::cerr << "error: " << e.what() << "\n";
-      code = 1;
-    }
+      return 0;
+    });
   });
 }
 

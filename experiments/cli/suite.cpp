@@ -1,6 +1,5 @@
 #include "experiments/cli/suite.h"
 
-#include <spawn.h>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -15,13 +14,13 @@
 #include <fmt/format.h>
 
 #include "experiments/cli/console.h"
+#include "experiments/cli/guarded.h"
 #include "experiments/cli/zoo_command.h"
 #include "experiments/train/zoo_grid.h"
 #include "reporting/report.h"
 #include "reporting/surgery.h"
 #include "store/errors.h"
 
-extern char** environ;
 
 namespace tb {
 namespace {
@@ -143,14 +142,7 @@ int RunWorkers(const Suite& suite, const ResultPaths& paths, const Settings& set
       args.push_back("--set");
       args.push_back(key + "=" + (value.is_string() ? value.get<std::string>() : value.dump()));
     }
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_t pid = 0;
-    if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), environ) != 0) {
-      throw std::runtime_error("cannot start a suite worker process");
-    }
-    workers.push_back(pid);
+    workers.push_back(SpawnSelf(args, "suite worker"));
   }
   int failed = 0;
   for (pid_t pid : workers) {

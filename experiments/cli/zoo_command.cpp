@@ -1,7 +1,6 @@
 #include "experiments/cli/zoo_command.h"
 
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,10 +13,10 @@
 
 #include "experiments/cli/console.h"
 #include "experiments/cli/environment.h"
+#include "experiments/cli/guarded.h"
 #include "experiments/train/zoo_grid.h"
 #include "store/errors.h"
 
-extern char** environ;
 
 namespace tb {
 namespace {
@@ -59,14 +58,7 @@ int BuildZooGrid(const ZooGrid& grid, const std::string& results, int64_t jobs, 
     std::vector<std::string> args = {"transferbench", "--results", results, "zoo", "build", grid.path,
                                      "--worker", fmt::format("{}/{}", w, jobs), "--threads", std::to_string(threads),
                                      "--device", device};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_t pid = 0;
-    if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), environ) != 0) {
-      throw std::runtime_error("cannot start a zoo worker process");
-    }
-    workers.push_back(pid);
+    workers.push_back(SpawnSelf(args, "zoo worker"));
   }
   const auto t0 = std::chrono::steady_clock::now();
   int failed = 0;
