@@ -395,13 +395,71 @@ std::vector<Plot> AccuracyMatrix(const PlotInput& in) {
   return plots;
 }
 
+// Bootstrapping: the target's learning curve (curve/acc) per method and source control, the
+// mean over the row's seeds at each evaluated step, one plot per task and source → target pair;
+// random_init, the reference every row is compared with, is one of the lines.
+std::vector<Plot> LearningCurves(const PlotInput& in) {
+  const std::vector<RunGroup> groups = GroupRuns(in.store, BootstrapTableSpec(in.suite, in.declared));
+  std::map<std::pair<std::string, std::string>, json> values;  // (dataset, pair) → points
+  for (const auto& g : groups) {
+    const std::string dataset = ConfigString(g.config, "dataset");
+    const std::string pair = g.keys.size() > 1 ? g.keys[1] : "";
+    std::string series;
+    for (size_t i = 2; i < g.keys.size(); ++i) {
+      if (!g.keys[i].empty()) series += (series.empty() ? "" : " · ") + g.keys[i];
+    }
+    if (!g.variant.empty()) series += " (" + g.variant + ")";
+    for (const auto& run : g.runs) {
+      for (const auto& row : in.store.Metrics(run.id)) {
+        if (row.key != "curve/acc" || !std::isfinite(row.value)) continue;
+        json v = RunFields(run);
+        v.update({{"series", series}, {"step", row.step}, {"acc", row.value}});
+        auto [it, fresh] = values.try_emplace({dataset, pair}, json::array());
+        it->second.push_back(std::move(v));
+      }
+    }
+  }
+  std::vector<Plot> plots;
+  for (auto& [key, points] : values) {
+    const auto& [dataset, pair] = key;
+    const json x = {{"field", "step"}, {"type", "quantitative"}, {"title", "training steps"}};
+    const json color = {{"field", "series"}, {"type", "nominal"}, {"title", "Method · source"}, {"legend", {{"labelLimit", 360}}}};
+    const json means = {
+        {"mark", {{"type", "line"}, {"point", true}, {"strokeWidth", 2}}},
+        {"encoding",
+         {{"x", x},
+          {"y",
+           {{"aggregate", "mean"},
+            {"field", "acc"},
+            {"type", "quantitative"},
+            {"title", "test accuracy"},
+            {"axis", {{"format", "%"}}}}},
+          {"color", color},
+          {"tooltip",
+           {Field("series", "nominal", "method · source"),
+            Field("step", "quantitative", "step"),
+            {{"aggregate", "mean"}, {"field", "acc"}, {"type", "quantitative"}, {"title", "mean"}, {"format", ".1%"}},
+            {{"aggregate", "count"}, {"type", "quantitative"}, {"title", "runs"}}}}}}};
+    Plot plot;
+    plot.name = "learning-curves/" + dataset + "/" + pair;
+    plot.title = fmt::format("Learning curves: {} ({})", pair, dataset);
+    plot.caption =
+        "Test accuracy of the target as it trains from each method's initialisation, the mean over the "
+        "row's seeds at each evaluated step; random_init is the reference, source=shuffled and "
+        "source=random the controls whose knowledge was destroyed.";
+    plot.spec = Spec(plot.title, std::move(points));
+    plot.spec["width"] = 560;
+    plot.spec["height"] = 320;
+    plot.spec["layer"] = {means};
+    plots.push_back(std::move(plot));
+  }
+  return plots;
+}
+
 }  // namespace
 
 const std::vector<PlotEntry>& PlotRegistry() {
-  // A protocol's plot is one entry here. The bootstrap protocol's, when it lands:
-  //   {"learning-curves", "Learning curves", "bootstrap", "datasets with bootstrap runs", LearningCurves},
-  // (accuracy against training steps from a bootstrapped init, beside random init and the
-  // shuffled control).
+  // A protocol's plot is one entry here.
   static const std::vector<PlotEntry> registry = {
       {"transfer-preservation", "Transfer against preservation", "surgery", "datasets with surgery runs",
        TransferPreservation},
@@ -409,6 +467,8 @@ const std::vector<PlotEntry>& PlotRegistry() {
       {"finetune", "Fine-tuning the merged model", "merge", "datasets with merge runs that logged iid_acc",
        FinetuneCurves},
       {"accuracy-matrix", "Continual accuracy matrix", "continual", "datasets with continual runs", AccuracyMatrix},
+      {"learning-curves", "Learning curves", "bootstrap", "task and source → target pairs with bootstrap runs",
+       LearningCurves},
   };
   return registry;
 }

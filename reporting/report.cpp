@@ -210,6 +210,32 @@ TableSpec ContinualTableSpec(const std::string& suite, DeclaredOptions declared)
   return s;
 }
 
+TableSpec BootstrapTableSpec(const std::string& suite, DeclaredOptions declared) {
+  TableSpec s;
+  s.declared = std::move(declared);
+  s.title = fmt::format("TransferBench — suite {}: bootstrapping a target architecture from a trained source", suite);
+  s.suite = suite;
+  s.protocol = "bootstrap";
+  s.group_keys = {"dataset", "pair", "method", "source"};
+  s.group_headers = {"Task", "Source → target", "Method", "Source"};
+  s.metrics = {{"step0", "Step-0 acc %", true},
+               {"steps_to_target", "Steps to target", false},
+               {"target_reached", "reached %", true},
+               {"aulc", "AULC %", true},
+               {"final", "Final %", true},
+               {"speedup", "Speed-up ×", false},
+               {"dead_capacity", "Dead capacity %", true},
+               {"random_init/aulc", "Random-init AULC %", true}};
+  s.note = "Accuracy on the task's test images (10-way) as the target trains for the step budget after the method's "
+           "initialisation. Steps to target: the first evaluated step at 90% of the source's accuracy, over the runs "
+           "that reached it (reached: how often). Speed-up: random init's steps over the method's, paired by seed (a "
+           "lower bound where random init never got there or the method was there at step 0). Dead capacity: the share "
+           "of the target's parameters that training never changed. random_init is the reference every row is "
+           "compared with; source=shuffled keeps the source's weights, permuted within each tensor, and source=random "
+           "a fresh source: what survives them is not transfer.";
+  return s;
+}
+
 Cell Aggregate(const std::vector<double>& values) {
   Cell c;
   double sum = 0;

@@ -90,6 +90,8 @@ TableSpec MergeTableSpec(const std::string& suite, DeclaredOptions declared = {}
 // The continual protocol's table: dataset × method (merge_continual named by its merge) × task
 // sequence × source.
 TableSpec ContinualTableSpec(const std::string& suite, DeclaredOptions declared = {});
+// The bootstrap protocol's table: per task, source → target pair, method and source control.
+TableSpec BootstrapTableSpec(const std::string& suite, DeclaredOptions declared = {});
 
 // The zoo table: the checkpoints of the named zoo grids in the store, by grid × activation ×
 // init × epoch bin: test and validation accuracy on the model's own classes, the epoch training

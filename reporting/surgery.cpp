@@ -413,7 +413,8 @@ SuiteReport BuildSuiteReport(RunStore& store, const std::string& suite, const De
     if (HasMeasurements(s)) r.surgery.push_back(std::move(s));
   }
   // The other protocols' tables: each in its own files, and in the Markdown after the surgery's.
-  for (const TableSpec& spec : {MergeTableSpec(suite, declared), ContinualTableSpec(suite, declared)}) {
+  for (const TableSpec& spec :
+       {MergeTableSpec(suite, declared), ContinualTableSpec(suite, declared), BootstrapTableSpec(suite, declared)}) {
     Table t = BuildTable(store, spec);
     if (!t.rows.empty()) r.protocols.push_back(std::move(t));
   }

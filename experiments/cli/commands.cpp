@@ -94,13 +94,20 @@ int ExitFor(const RunOutcome& out) { return out.status == RunStatus::kFinished ?
 
 
 int DoRun(const std::string& method, const Settings& settings, const std::string& results, bool verbose,
-          const std::string& suite, const std::vector<std::string>& tags) {
-  const ResultPaths paths = CheckedResults(results);
+          const std::string& suite, const std::vector<std::string>& tags, bool dry_run = false) {
   RunRequest request;
   request.method = method;
   request.settings = settings;
   request.suite = suite;
   request.tags = tags;
+  if (dry_run) {
+    // Checked and described; nothing is trained, stored or created.
+    PreparedRun prepared = PrepareRun(request);
+    std::cout << fmt::format("would run {} (config {})\n{}", prepared.label, prepared.config_hash.substr(0, 12),
+                             prepared.protocol->DryRun(*prepared.method));
+    return 0;
+  }
+  const ResultPaths paths = CheckedResults(results);
   PreparedRun prepared = PrepareRun(request);
   ExecuteOptions options;
   options.verbose = verbose;
@@ -133,8 +140,10 @@ int ExperimentMain(const std::string& method, int argc, char** argv, const Setti
                              : title};
   std::vector<std::string> sets, tags;
   std::string config_file, results = DefaultResults(), suite;
-  bool verbose = false, list_options = false;
+  bool verbose = false, list_options = false, dry_run = false;
   app.add_option("--set", sets, "override an option: key=value (repeatable)");
+  app.add_flag("-n,--dry-run", dry_run, "check the options and print what the run would do (e.g. a weight mapping "
+               "with its shapes); run and store nothing");
   app.add_option("--config", config_file, "JSON object of options");
   app.add_option("--results", results, "results directory (env TRANSFERBENCH_RESULTS)");
   app.add_option("--suite", suite, "suite name recorded with the run");
@@ -155,7 +164,7 @@ int ExperimentMain(const std::string& method, int argc, char** argv, const Setti
   return Guarded([&] {
     Settings settings = presets;  // the binary's defaults first: --config and --set override them
     for (auto& s : ParseSettings(sets, config_file)) settings.push_back(std::move(s));
-    return DoRun(method, settings, results, verbose, suite, tags);
+    return DoRun(method, settings, results, verbose, suite, tags, dry_run);
   });
 }
 
@@ -222,8 +231,12 @@ int TransferbenchMain(int argc, char** argv) {
   run->add_option("--suite", suite_name, "suite name recorded with the run");
   run->add_option("--tag", tags, "tag recorded with the run (repeatable)");
   run->add_flag("-v,--verbose", verbose, "echo progress and scalars on stderr");
+  bool run_dry = false;
+  run->add_flag("-n,--dry-run", run_dry, "check the options and print what the run would do; run and store nothing");
   run->callback([&] {
-    code = Guarded([&] { return DoRun(method, ParseSettings(sets, config_file), results, verbose, suite_name, tags); });
+    code = Guarded([&] {
+      return DoRun(method, ParseSettings(sets, config_file), results, verbose, suite_name, tags, run_dry);
+    });
   });
 
   auto* nightly = app.add_subcommand("nightly", "run the nightly suite (resumes: finished configs are skipped)");
@@ -328,7 +341,7 @@ int TransferbenchMain(int argc, char** argv) {
   report->add_option("--pivot", pivot,
                      "rows=KEY[+KEY],cols=KEY,value=METRIC: the paper table (e.g. rows=method,cols=pair,value=transfer_rate)");
   report->add_option("--table", table, "the table --where/--columns/--pivot start from (default main)")
-      ->check(CLI::IsMember({"main", "merge", "continual"}));
+      ->check(CLI::IsMember({"main", "merge", "continual", "bootstrap"}));
   report->callback([&] {
     code = Guarded([&] {
       ResultPaths paths = CheckedResults(results);
@@ -341,6 +354,7 @@ int TransferbenchMain(int argc, char** argv) {
         if (format == "html") throw BadInput("--format html: the selected and pivot tables are md, tex or csv");
         TableSpec spec = table == "merge"       ? MergeTableSpec(report_suite, DeclaredDefaults())
                          : table == "continual" ? ContinualTableSpec(report_suite, DeclaredDefaults())
+                         : table == "bootstrap" ? BootstrapTableSpec(report_suite, DeclaredDefaults())
                                                 : NightlyTableSpec(report_suite, DeclaredDefaults());
         if (!where.empty()) spec.where = ParseWhere(where);
         std::vector<std::string> keys;

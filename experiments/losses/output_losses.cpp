@@ -3,7 +3,8 @@
 //    (Szegedy et al. 2016). Needs logits and labels.
 //  - kd: knowledge distillation (Hinton, Vinyals & Dean 2015): alpha * T^2 * KL(softmax(t/T) ||
 //    softmax(s/T)) + (1 - alpha) * cross-entropy to the labels. The T^2 factor keeps the soft
-//    term's gradients on the scale of the hard one's. Needs logits and teacher_logits; labels
+//    term's gradients on the scale of the hard one's (t_squared=false drops it, as the
+//    weight-transfer document's distillation does). Needs logits and teacher_logits; labels
 //    only when alpha < 1.
 #include <fmt/format.h>
 
@@ -39,9 +40,11 @@ class CrossEntropy : public LossWithOptions<CrossEntropyOptions> {
 struct DistillationOptions {
   double temperature = 4.0;
   double alpha = 0.9;
+  bool t_squared = true;
   void Bind(Options& o) {
     o.Add("temperature", &temperature, "softmax temperature T for both models");
     o.Add("alpha", &alpha, "weight of the soft (teacher) term; 1 - alpha goes to the labels");
+    o.Add("t_squared", &t_squared, "scale the soft term by T^2 (Hinton et al.); false: unscaled");
   }
 };
 
@@ -57,7 +60,7 @@ class Distillation : public LossWithOptions<DistillationOptions> {
     auto log_student = torch::log_softmax(in.logits / t, 1);
     auto log_teacher = torch::log_softmax(in.teacher_logits / t, 1);
     auto kl = (log_teacher.exp() * (log_teacher - log_student)).sum(1).mean();
-    torch::Tensor loss = o.alpha * t * t * kl;
+    torch::Tensor loss = (o.t_squared ? o.alpha * t * t : o.alpha) * kl;
     if (o.alpha < 1) {
       Require(in.labels, "kd", "labels (alpha < 1)");
       loss = loss + (1 - o.alpha) * torch::nn::functional::cross_entropy(in.logits, in.labels);

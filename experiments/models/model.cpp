@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "experiments/models/sequence.h"
 #include "store/errors.h"
 
 namespace tb {
@@ -115,6 +116,7 @@ class Cnn2464 : public Classifier {
 std::vector<std::string> ModelNames() {
   std::vector<std::string> names = {"cnn2464"};
   for (const auto& [name, widths] : MlpWidths()) names.push_back(name);
+  for (const auto& name : SequenceFamilies()) names.push_back(name);
   std::sort(names.begin(), names.end());
   return names;
 }
@@ -137,12 +139,14 @@ torch::Tensor Activate(const std::string& activation, const torch::Tensor& x) {
 }
 
 ModelPtr MakeModel(const ModelSpec& spec) {
-  CheckName("architecture", spec.arch, ModelNames());
+  if (!IsSequenceArch(spec.arch)) CheckName("architecture", spec.arch, ModelNames());
   CheckName("activation", spec.activation, ActivationNames());
   CheckName("init", spec.init, InitNames());
   if (spec.num_classes < 2) throw BadInput(fmt::format("num_classes {}: expected at least 2", spec.num_classes));
   ModelPtr model;
-  if (spec.arch == "cnn2464") {
+  if (IsSequenceArch(spec.arch)) {
+    return MakeSequenceModel(spec);  // initialised as each family's reference implementation does
+  } else if (spec.arch == "cnn2464") {
     model = std::make_shared<Cnn2464>(spec);
   } else {
     model = std::make_shared<Mlp>(spec, MlpWidths().at(spec.arch));

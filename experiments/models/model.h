@@ -9,7 +9,9 @@
 //
 // Registered: cnn2464 (2,464 parameters, the weight-merging report's CNN) and the MLP family
 // of the surgery report: mega 784-512-256-128-64-10, wide 784-512-128-10,
-// deep 784-256-256-128-10, superwide 784-2048-10, verydeep 784-64x6-10.
+// deep 784-256-256-128-10, superwide 784-2048-10, verydeep 784-64x6-10; and the sequence
+// families of experiments/models/sequence.h (lstm, xlstm, cfc, ssm, liquid_s4, each with an
+// optional width: lstm96), which read an image as 28 steps of 28 features.
 #pragma once
 
 #include <memory>

@@ -9,6 +9,7 @@
 #include <fmt/ranges.h>
 
 #include "experiments/metrics/continual.h"
+#include "experiments/protocols/bootstrap.h"
 #include "experiments/protocols/protocol.h"
 #include "experiments/train/zoo.h"
 #include "store/errors.h"
@@ -25,6 +26,11 @@ struct ContinualScenario {
   std::string activation = "relu";
   std::string init = "kaiming_uniform";
   TrainOptions train;
+  // Task 0's model: from the zoo, or bootstrapped (the weight-transfer document's last stage).
+  std::string start = "zoo";
+  std::string start_arch_b = "xlstm";
+  std::string start_source = "trained";
+  int64_t start_steps = 300;
 
   ContinualScenario() {
     train.epochs = 11;
@@ -40,6 +46,12 @@ struct ContinualScenario {
     o.Add("activation", &activation, "hidden activation", ActivationNames());
     o.Add("init", &init, "weight initialisation", InitNames());
     train.Bind(o, "train.");
+    o.Add("start", &start,
+          "task 0's model: zoo (trained on it, from the initial checkpoint) or a bootstrap method (weight_map, "
+          "random_init, ...) that starts arch from a start.arch_b source trained on task 0");
+    o.Add("start.arch_b", &start_arch_b, "with a bootstrap start: the source architecture");
+    o.Add("start.source", &start_source, "with a bootstrap start: its source control", {"trained", "random", "shuffled"});
+    o.Add("start.steps", &start_steps, "with a bootstrap start: the target's step budget on task 0");
   }
 
   // The tasks as class lists; BadInput for anything but disjoint digit groups.
@@ -93,6 +105,15 @@ class ContinualRun : public ProtocolRun {
     CheckArchitecture("arch", config_.arch);
     if (config_.train_per_class < 0) throw BadInput(fmt::format("data.train_per_class={}: expected >= 0", config_.train_per_class));
     CheckTrainOptions(config_.train, "train.");
+    if (config_.start != "zoo") {
+      const auto m = Methods().Find(config_.start).make();  // BadInput listing the methods
+      if (m->protocol() != "bootstrap") {
+        throw BadInput(fmt::format("start={}: expected zoo or a method of the bootstrap protocol (it runs under {})",
+                                   config_.start, m->protocol()));
+      }
+      CheckArchitecture("start.arch_b", config_.start_arch_b);
+      if (config_.start_steps < 1) throw BadInput(fmt::format("start.steps={}: expected at least 1", config_.start_steps));
+    }
   }
   void CheckMethod(Method& method, const std::string& method_name) override { AsContinual(method).Check(); }
   nlohmann::json Identity() override {
@@ -144,7 +165,24 @@ class ContinualRun : public ProtocolRun {
       }
     };
     evaluate(*init, b, b_task);
-    ModelPtr current = CloneModel(zoo_model(tasks[0], static_cast<uint64_t>(ctx.seed), "zoo/task0/"));
+    ModelPtr current;
+    if (c.start == "zoo") {
+      current = CloneModel(zoo_model(tasks[0], static_cast<uint64_t>(ctx.seed), "zoo/task0/"));
+    } else {
+      // Bootstrapped on task 0 by the bootstrap protocol itself (its source from the zoo).
+      current = BootstrappedModel(c.start,
+                                  {{"dataset", c.dataset},
+                                   {"data.dir", c.data_dir},
+                                   {"data.train_per_class", c.train_per_class},
+                                   {"classes", tasks[0]},
+                                   {"arch_a", c.arch},
+                                   {"arch_b", c.start_arch_b},
+                                   {"source.train.epochs", c.train.epochs},
+                                   {"train.steps", c.start_steps}},
+                                  c.start_source, ctx);
+      ctx.log.Text(fmt::format("task 0: {} bootstrapped by {} from {} (source {})", c.arch, c.start, c.start_arch_b,
+                               c.start_source));
+    }
     const auto t0 = std::chrono::steady_clock::now();
     for (size_t k = 0; k < k_tasks; ++k) {
       if (k > 0) {

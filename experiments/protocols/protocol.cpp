@@ -7,6 +7,7 @@
 #include <fmt/ranges.h>
 
 #include "experiments/data/dataset.h"
+#include "experiments/models/sequence.h"
 #include "store/errors.h"
 
 namespace tb {
@@ -56,6 +57,10 @@ void CheckTrainOptions(const TrainOptions& t, const std::string& prefix) {
 }
 
 void CheckArchitecture(const std::string& key, const std::string& arch) {
+  if (IsSequenceArch(arch)) {
+    ParseSequenceArch(arch);  // its width
+    return;
+  }
   const auto archs = ModelNames();
   if (std::find(archs.begin(), archs.end(), arch) == archs.end()) {
     throw BadInput(fmt::format("{}={}: unknown architecture (expected one of {})", key, arch, fmt::join(archs, ", ")));

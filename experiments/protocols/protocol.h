@@ -78,6 +78,9 @@ class ProtocolRun {
   virtual std::string Label() const = 0;         // for progress lines, e.g. "mnist wide→wide"
   // Lines for `exp_<method> --help` about what the method does under this protocol.
   virtual std::string Describe(const Method& method) const { return ""; }
+  // What a run of `method` would do, for --dry-run (after CheckScenario and CheckMethod): e.g. a
+  // weight mapping with its shapes. Nothing is trained or stored.
+  virtual std::string DryRun(Method& method) { return ""; }
   // Trains or loads the zoo models it needs, runs the method, evaluates; returns the summary
   // (glossary metrics and the method's diagnostics). Throws BadInput for bad input found late.
   virtual MetricMap Execute(Method& method, ProtocolContext& ctx) = 0;

@@ -35,21 +35,25 @@ TEST(CliTest, HelpAndRegistries) {
   std::string expected;
   for (const auto& [m, protocol] : std::vector<std::pair<std::string, std::string>>{
            {"cascade_transplant", "surgery"}, {"concept_injection", "surgery"}, {"cross_arch_alignment", "surgery"},
-           {"direct_copy", "surgery"}, {"ensemble", "merge"}, {"finetune", "surgery"}, {"fisher_merge", "merge"},
+           {"direct_copy", "surgery"}, {"distillation", "bootstrap"}, {"embedding_transfer", "bootstrap"},
+           {"ensemble", "merge"}, {"finetune", "surgery"}, {"fisher_merge", "merge"},
            {"init_control", "merge"}, {"joint_retrain", "continual"}, {"kan_refine", "merge"}, {"label_probe", "surgery"},
-           {"linear_stitch", "surgery"}, {"merge_continual", "continual"}, {"mlp_refine", "merge"}, {"permutation_merge", "merge"},
-           {"preserved_concept_injection", "surgery"}, {"regmean", "merge"}, {"sequential_finetune", "continual"},
-           {"task_arithmetic", "merge"}, {"ties_merge", "merge"}, {"transformer_merge", "merge"},
+           {"linear_stitch", "surgery"}, {"mapped_distillation", "bootstrap"}, {"merge_continual", "continual"},
+           {"mlp_refine", "merge"}, {"permutation_merge", "merge"}, {"preserved_concept_injection", "surgery"},
+           {"random_init", "bootstrap"}, {"regmean", "merge"}, {"sequential_finetune", "continual"},
+           {"svd_init", "bootstrap"}, {"task_arithmetic", "merge"}, {"ties_merge", "merge"}, {"transformer_merge", "merge"},
            {"union_retrain", "merge"}, {"vector_space_alignment", "surgery"}, {"weight_average", "merge"},
-           {"zoo_mean", "merge"}}) {
+           {"weight_map", "bootstrap"}, {"zoo_mean", "merge"}}) {
     expected += m + std::string(31 - m.size(), ' ') + protocol + "\n";
   }
   EXPECT_EQ(methods.out, expected);
   auto protocols = RunCommand(kBin + "/transferbench list protocols");
-  EXPECT_EQ(protocols.out.rfind("continual    fold a class-incremental task sequence", 0), 0u) << protocols.out;
+  EXPECT_EQ(protocols.out.rfind("bootstrap    start a target architecture from a trained source", 0), 0u) << protocols.out;
+  EXPECT_NE(protocols.out.find("\ncontinual    fold a class-incremental task sequence"), std::string::npos) << protocols.out;
   EXPECT_NE(protocols.out.find("\nmerge        make one model for C1 ∪ C2"), std::string::npos) << protocols.out;
   EXPECT_NE(protocols.out.find("\nsurgery      edit a target A with a source B"), std::string::npos) << protocols.out;
-  EXPECT_EQ(RunCommand(kBin + "/transferbench list models").out, "cnn2464\ndeep\nmega\nsuperwide\nverydeep\nwide\n");
+  EXPECT_EQ(RunCommand(kBin + "/transferbench list models").out,
+            "cfc\ncnn2464\ndeep\nliquid_s4\nlstm\nmega\nssm\nsuperwide\nverydeep\nwide\nxlstm\n");
   EXPECT_EQ(RunCommand(kBin + "/transferbench list datasets").out, "fashion-mnist\nidx\nmnist\n");
   // Every weight-space loss has its experiment, exp_loss_<name> (a link to the multi-call tb_exp);
   // the output losses of distillation (cross_entropy, kd) train no merger.
@@ -434,6 +438,36 @@ TEST(CliTest, WarnsOnceAboutTheReferenceBlas) {
   auto normal = RunCommand(Tb(dir.path(), "run direct_copy --set dataset=mnist --set data.train_per_class=20 "
                                           "--set train.epochs=1 --set arch=verydeep --set seed=1"));
   EXPECT_EQ(normal.out.find("reference BLAS"), std::string::npos) << normal.out;
+}
+
+}  // namespace
+}  // namespace tb
+
+namespace tb {
+namespace {
+
+// exp_weight_map --dry-run: the mapping with its shapes, nothing stored; a bad table is exit 2.
+TEST(CliTest, WeightMapDryRunPrintsTheMappingAndStoresNothing) {
+  testing::TempDir dir;
+  auto dry = RunCommand(kBin + "/exp_weight_map --results " + dir.path() +
+                        " --dry-run --set dataset=mnist --set pair=lstm:lstm96");
+  ASSERT_EQ(dry.exit_code, 0) << dry.out;
+  EXPECT_NE(dry.out.find("mapping lstm → lstm"), std::string::npos) << dry.out;
+  EXPECT_NE(dry.out.find("forget_gate.U"), std::string::npos) << dry.out;
+  EXPECT_NE(dry.out.find("[64, 64]"), std::string::npos) << dry.out;
+  EXPECT_NE(dry.out.find("[96, 96]"), std::string::npos) << dry.out;
+  EXPECT_NE(dry.out.find("pad=zero"), std::string::npos) << dry.out;
+  EXPECT_FALSE(std::filesystem::exists(dir / "runs.db"));
+  auto xc = RunCommand(kBin + "/exp_weight_map --results " + dir.path() + " --dry-run --set dataset=mnist");
+  ASSERT_EQ(xc.exit_code, 0) << xc.out;
+  EXPECT_NE(xc.out.find("mapping xlstm → cfc"), std::string::npos) << xc.out;
+  EXPECT_NE(xc.out.find("slstm.forget_gate.U"), std::string::npos) << xc.out;
+  auto bad = RunCommand(kBin + "/exp_weight_map --results " + dir.path() +
+                        " --set dataset=mnist --set table=candidate.W=nosuch.W --set pair=lstm:cfc");
+  EXPECT_EQ(bad.exit_code, 2) << bad.out;
+  EXPECT_NE(bad.out.find("the target cfc has no parameter 'nosuch.W'"), std::string::npos) << bad.out;
+  EXPECT_EQ(std::count(bad.out.begin(), bad.out.end(), '\n'), 1) << bad.out;
+  EXPECT_FALSE(std::filesystem::exists(dir / "runs.db"));
 }
 
 }  // namespace

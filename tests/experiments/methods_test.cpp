@@ -14,11 +14,12 @@ namespace {
 TEST(RegistryTest, HoldsEveryExpectedName) {
   EXPECT_EQ(Methods().Names(),
             (std::vector<std::string>{"cascade_transplant", "concept_injection", "cross_arch_alignment", "direct_copy",
-                                      "ensemble", "finetune", "fisher_merge", "init_control", "joint_retrain", "kan_refine",
-                                      "label_probe", "linear_stitch", "merge_continual", "mlp_refine", "permutation_merge",
-                                      "preserved_concept_injection", "regmean", "sequential_finetune",
-                                      "task_arithmetic", "ties_merge", "transformer_merge", "union_retrain",
-                                      "vector_space_alignment", "weight_average", "zoo_mean"}));
+                                      "distillation", "embedding_transfer", "ensemble", "finetune", "fisher_merge",
+                                      "init_control", "joint_retrain", "kan_refine", "label_probe", "linear_stitch",
+                                      "mapped_distillation", "merge_continual", "mlp_refine", "permutation_merge",
+                                      "preserved_concept_injection", "random_init", "regmean", "sequential_finetune",
+                                      "svd_init", "task_arithmetic", "ties_merge", "transformer_merge", "union_retrain",
+                                      "vector_space_alignment", "weight_average", "weight_map", "zoo_mean"}));
   EXPECT_EQ(Losses().Names(),
             (std::vector<std::string>{"autoregressive_mse", "bottleneck", "composite", "contractive", "contrastive",
                                       "cross_entropy", "fft_difference", "fisher", "gromov_wasserstein",

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "experiments/models/model.h"
+#include "experiments/models/sequence.h"
 #include "store/errors.h"
 
 namespace tb {
@@ -20,7 +21,7 @@ TEST(ModelsTest, ParameterCountsMatchTheReports) {
       // 784*64+64 + 5*(64*64+64) + 64*10+10
       {"verydeep", 71690},
   };
-  EXPECT_EQ(ModelNames().size(), expected.size());
+  EXPECT_EQ(ModelNames().size(), expected.size() + SequenceFamilies().size());
   for (const auto& [arch, count] : expected) {
     EXPECT_EQ(CountParameters(*MakeModel(ModelSpec{arch})), count) << arch;
   }
@@ -62,7 +63,7 @@ TEST(ModelsTest, UnknownNamesListTheAcceptedOnes) {
     FAIL();
   } catch (const BadInput& e) {
     EXPECT_EQ(std::string(e.what()),
-              "architecture 'resnet': unknown (expected one of cnn2464, deep, mega, superwide, verydeep, wide)");
+              "architecture 'resnet': unknown (expected one of cfc, cnn2464, deep, liquid_s4, lstm, mega, ssm, superwide, verydeep, wide, xlstm)");
   }
   EXPECT_THROW(MakeModel(ModelSpec{"wide", "swish"}), BadInput);
   EXPECT_THROW(MakeModel(ModelSpec{"wide", "relu", "orthogonal"}), BadInput);

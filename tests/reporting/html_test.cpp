@@ -31,6 +31,7 @@ DeclaredOptions Declared() {
   d.run = {{"dataset", "mnist"}, {"train.epochs", 5}, {"source", "trained"}, {"calibrate", "none"}, {"seed", 0}};
   for (const char* m : {"weight_average", "ties_merge", "union_retrain"}) d.protocol[m] = "merge";
   d.protocol["merge_continual"] = "continual";
+  for (const char* m : {"random_init", "weight_map"}) d.protocol[m] = "bootstrap";
   return d;
 }
 
@@ -120,6 +121,21 @@ void BuildStore(RunStore& store) {
       }
       Finish(store, r, summary);
     }
+    // Bootstrapping a cfc from an xlstm: the reference and one method, each with its curve.
+    for (const std::string method : {"random_init", "weight_map"}) {
+      NewRun r;
+      r.method = method;
+      r.seed = s;
+      r.config = {{"arch_b", "xlstm"}, {"arch_a", "cfc"}, {"source", "trained"}};
+      const double lift = method == "weight_map" ? 0.2 : 0.0;
+      const std::string id = Finish(store, r,
+                                    {{"step0", 0.1 + lift}, {"final", 0.8}, {"aulc", 0.5 + lift}, {"steps_to_target", 20},
+                                     {"target_reached", 1}, {"speedup", method == "weight_map" ? 2.0 : 1.0},
+                                     {"dead_capacity", 0.0}, {"random_init/aulc", 0.5}});
+      std::vector<MetricRow> curve;
+      for (int64_t step : {0, 10, 20}) curve.push_back({step, "curve/acc", 0.1 + lift + 0.03 * step, 0.0});
+      store.AppendMetrics(id, curve);
+    }
   }
 }
 
@@ -188,13 +204,13 @@ TEST(HtmlReportTest, EveryTableAndPlotIsOnThePage) {
   for (const auto& s : SuiteMarkdownSections(r.report)) md += s;
   // Every Markdown table, as a sortable table under its heading.
   EXPECT_EQ(Count(r.page, "<table class=\"tb-sortable\">"), Count(md, "\n|---"));
-  EXPECT_EQ(Count(md, "\n|---"), 5u);  // main, training depth, claims, merge, continual
+  EXPECT_EQ(Count(md, "\n|---"), 6u);  // main, training depth, claims, merge, continual, bootstrap
   for (size_t pos = md.find("## "); pos != std::string::npos; pos = md.find("\n## ", pos + 1)) {
     const size_t b = md[pos] == '\n' ? pos + 4 : pos + 3;
     const std::string title = md.substr(b, md.find('\n', b) - b);
     EXPECT_NE(r.page.find(">" + HtmlEscape(title) + "</h3>"), std::string::npos) << title;
   }
-  for (const char* header : {"Transfer %", "IID ep5 %", "Avg acc %", "Verdict", "30 epochs"}) {
+  for (const char* header : {"Transfer %", "IID ep5 %", "Avg acc %", "Verdict", "30 epochs", "Speed-up ×"}) {
     EXPECT_NE(r.page.find("<button type=\"button\">" + std::string(header) + "</button>"), std::string::npos) << header;
   }
   // copy_row's transfer, right-aligned, as the .md has it.
@@ -210,14 +226,15 @@ TEST(HtmlReportTest, EveryTableAndPlotIsOnThePage) {
     EXPECT_FALSE(HasUrl(spec)) << p.at("name");
   }
   EXPECT_EQ(names, (std::set<std::string>{"transfer-preservation/mnist", "training-depth/mnist", "finetune/mnist",
-                                          "accuracy-matrix/mnist"}));
+                                          "accuracy-matrix/mnist", "learning-curves/mnist/xlstm → cfc"}));
   for (const auto& p : plots) {
     const json& values = p.at("spec").at("data").at("values");
     const std::map<std::string, size_t> expected = {
         {"transfer-preservation/mnist", 3 * 8 + 2 * 2 + 1},  // one per surgery run
         {"training-depth/mnist", 2 * 4},                     // direct_copy at 1, 2, 4, 8 epochs
         {"finetune/mnist", 8 * 4},                           // merge runs × epochs 0, 1, 2, 5
-        {"accuracy-matrix/mnist", 2 * 2 * 9}};               // continual rows × readings × R[i][j]
+        {"accuracy-matrix/mnist", 2 * 2 * 9},                // continual rows × readings × R[i][j]
+        {"learning-curves/mnist/xlstm → cfc", 2 * 2 * 3}};   // bootstrap runs × evaluated steps
     EXPECT_EQ(values.size(), expected.at(p.at("name").get<std::string>())) << p.at("name");
   }
   for (size_t i = 0; i < plots.size(); ++i) {
@@ -319,8 +336,9 @@ TEST(HtmlPlotsTest, RegistryHoldsAPlotOfEveryProtocol) {
     EXPECT_FALSE(e.title.empty() || e.applies.empty()) << e.name;
     EXPECT_TRUE(e.build) << e.name;
   }
-  EXPECT_EQ(names, (std::set<std::string>{"transfer-preservation", "training-depth", "finetune", "accuracy-matrix"}));
-  EXPECT_EQ(protocols, (std::set<std::string>{"surgery", "merge", "continual"}));
+  EXPECT_EQ(names, (std::set<std::string>{"transfer-preservation", "training-depth", "finetune", "accuracy-matrix",
+                                          "learning-curves"}));
+  EXPECT_EQ(protocols, (std::set<std::string>{"surgery", "merge", "continual", "bootstrap"}));
 }
 
 TEST(HtmlEscapeTest, TextAndScriptJson) {
