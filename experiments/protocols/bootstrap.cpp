@@ -135,13 +135,16 @@ LearningCurve TrainCurve(Classifier& model, const Split& fit, const BootstrapDat
   };
   evaluate(0);
   const int64_t n = fit.size();
+  if (n == 0) throw BadInput("the training set is empty (check the classes and data.train_per_class)");
+  // Whole batches only (every step sees as many images), but never more than the set holds.
+  const int64_t batch = std::min(s.batch_size, n);
   int64_t step = 0, epoch = 0;
   while (step < s.steps) {
     const auto order = PortablePermutation(n, seed * 1000003ULL + static_cast<uint64_t>(epoch++));
     const auto perm = torch::tensor(order, torch::kInt64).to(device);
-    for (int64_t i = 0; i + s.batch_size <= n && step < s.steps; i += s.batch_size) {
+    for (int64_t i = 0; i + batch <= n && step < s.steps; i += batch) {
       model.train();
-      const auto idx = perm.slice(0, i, i + s.batch_size);
+      const auto idx = perm.slice(0, i, i + batch);
       const auto x = images.index_select(0, idx), y = labels.index_select(0, idx);
       optimizer.zero_grad();
       auto loss = loss_fn(model.forward(x), x, y);

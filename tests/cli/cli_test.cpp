@@ -152,8 +152,8 @@ TEST(CliTest, QuickNightlyEndToEnd) {
   auto first = RunCommand(Tb(dir.path(), "nightly --quick"));
   ASSERT_EQ(first.exit_code, 0) << first.out;
   const std::string db = dir / "runs.db";
-  // 16 surgery runs, 9 merge runs (every method and reference), 3 continual runs.
-  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs WHERE suite = 'nightly-quick' AND status = 'finished'"), 28);
+  // 16 surgery runs, 9 merge runs (every method and reference), 3 continual runs, 2 bootstrap runs.
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs WHERE suite = 'nightly-quick' AND status = 'finished'"), 30);
   EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs WHERE status != 'finished'"), 0);
   // Glossary metrics in every run's summary; A and B trained once per dataset x arch.
   EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM summary WHERE key IN ('transfer_rate', 'preservation', "
@@ -165,8 +165,8 @@ TEST(CliTest, QuickNightlyEndToEnd) {
                           "'forgetting_first', 'bwt', 'fwt', 'avg_acc_task', 'fwt_task')"), 3 * 7);
   // Zoo: A and B once per dataset x arch (8); parents and union model of the merge config (3);
   // the continual config's tasks 23 and 45 and the joint 0123 and 012345 (4: task 01 is the
-  // merge config's first parent, the same request).
-  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM models"), 15);
+  // merge config's first parent, the same request); the bootstrap config's lstm32 source (1).
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM models"), 16);
   EXPECT_GT(CountRows(db, "SELECT COUNT(*) FROM metrics"), 0);
   for (const char* ext : {"md", "tex", "csv"}) {
     EXPECT_TRUE(std::filesystem::exists(dir / (std::string("reports/nightly-quick.") + ext))) << ext;
@@ -179,8 +179,10 @@ TEST(CliTest, QuickNightlyEndToEnd) {
   // The merge and continual tables, in the Markdown and in their own files.
   EXPECT_NE(md.find("| mnist | weight_average | shared | trained |"), std::string::npos) << md;
   EXPECT_NE(md.find("| mnist | merge_continual | weight_average | 01,23,45 | trained |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| fashion-mnist | lstm32 → cfc32 | weight_map | trained |"), std::string::npos) << md;
   for (const char* file : {"nightly-quick-merge.md", "nightly-quick-merge.tex", "nightly-quick-merge.csv",
-                           "nightly-quick-continual.md", "nightly-quick-continual.tex", "nightly-quick-continual.csv"}) {
+                           "nightly-quick-continual.md", "nightly-quick-continual.tex", "nightly-quick-continual.csv",
+                           "nightly-quick-bootstrap.md", "nightly-quick-bootstrap.tex", "nightly-quick-bootstrap.csv"}) {
     EXPECT_TRUE(std::filesystem::exists(dir / (std::string("reports/") + file))) << file;
   }
   EXPECT_NE(first.out.find("report: " + dir.path() + "/reports/nightly-quick.md"), std::string::npos);
@@ -188,13 +190,13 @@ TEST(CliTest, QuickNightlyEndToEnd) {
   // Resume: everything is done already.
   auto again = RunCommand(Tb(dir.path(), "nightly --quick"));
   ASSERT_EQ(again.exit_code, 0) << again.out;
-  EXPECT_NE(again.out.find("0 ran (0 failed), 28 already done"), std::string::npos) << again.out;
-  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs"), 28);
+  EXPECT_NE(again.out.find("0 ran (0 failed), 30 already done"), std::string::npos) << again.out;
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs"), 30);
 
   // Global options after the subcommand, as users type them.
   auto after = RunCommand(kBin + "/transferbench nightly --quick --results " + dir.path());
   ASSERT_EQ(after.exit_code, 0) << after.out;
-  EXPECT_NE(after.out.find("0 ran (0 failed), 28 already done"), std::string::npos) << after.out;
+  EXPECT_NE(after.out.find("0 ran (0 failed), 30 already done"), std::string::npos) << after.out;
 
   // The regression gate on real stores: a night against itself is unchanged (exit 0); against a
   // copy with direct_copy's transfer rate 5 points lower on every run, the copy regressed (exit
@@ -303,22 +305,22 @@ TEST(CliTest, JobsShareTheSuiteAcrossWorkerProcesses) {
   testing::TempDir dir;
   auto first = RunCommand(Tb(dir.path(), "nightly --quick --jobs 2"));
   ASSERT_EQ(first.exit_code, 0) << first.out;
-  EXPECT_NE(first.out.find("28 runs in 2 worker processes"), std::string::npos) << first.out;
-  EXPECT_NE(first.out.find("28 ran (0 failed), 0 already done"), std::string::npos) << first.out;
+  EXPECT_NE(first.out.find("30 runs in 2 worker processes"), std::string::npos) << first.out;
+  EXPECT_NE(first.out.find("30 ran (0 failed), 0 already done"), std::string::npos) << first.out;
   const std::string db = dir / "runs.db";
-  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs WHERE status = 'finished'"), 28);
-  EXPECT_EQ(CountRows(db, "SELECT COUNT(DISTINCT config_hash) FROM runs"), 28);  // none ran twice
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs WHERE status = 'finished'"), 30);
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(DISTINCT config_hash) FROM runs"), 30);  // none ran twice
   EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs WHERE json_extract(config, '$.threads') != "
                           "MAX(1, " + std::to_string(std::max(1u, std::thread::hardware_concurrency()) / 2) + ")"), 0);
   EXPECT_TRUE(std::filesystem::exists(dir / "reports/nightly-quick.md"));
   auto again = RunCommand(Tb(dir.path(), "nightly --quick --jobs 2"));
   ASSERT_EQ(again.exit_code, 0) << again.out;
-  EXPECT_NE(again.out.find("0 ran (0 failed), 28 already done"), std::string::npos) << again.out;
+  EXPECT_NE(again.out.find("0 ran (0 failed), 30 already done"), std::string::npos) << again.out;
   EXPECT_EQ(RunCommand(Tb(dir.path(), "nightly --quick --jobs 0")).exit_code, 2);
   auto bad_worker = RunCommand(Tb(dir.path(), "suite no-such-suite.json --worker 3/2"));
   EXPECT_EQ(bad_worker.exit_code, 2);
   EXPECT_NE(bad_worker.out.find("--worker 3/2: expected K/N"), std::string::npos) << bad_worker.out;
-  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs"), 28);
+  EXPECT_EQ(CountRows(db, "SELECT COUNT(*) FROM runs"), 30);
 }
 
 // `loss NAME --a --b`: a registered loss on two vectors from files, and its bad input.

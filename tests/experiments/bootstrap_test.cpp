@@ -115,5 +115,31 @@ TEST_F(BootstrapRunTest, ControlsAndBadInput) {
   EXPECT_NE(PrepareError(Request("random_init", {{"train.steps", 0}})).find("train.steps=0"), std::string::npos);
 }
 
+// The continual protocol started from a bootstrapped task-0 model (the document's last stage):
+// the accuracy matrix of a cfc started by weight_map from an lstm, and its bad input.
+TEST_F(BootstrapRunTest, ContinualStartsFromABootstrappedModel) {
+  RunRequest r;
+  r.method = "sequential_finetune";
+  r.suite = "test";
+  r.settings = {{"dataset", "mnist"}, {"data.train_per_class", 30}, {"train.epochs", 1},   {"tasks", "01,23"},
+                {"arch", "cfc16"},    {"start", "weight_map"},      {"start.arch_b", "lstm16"}, {"start.steps", 10},
+                {"threads", 1}};
+  RunOutcome a = Execute(r, dir_.path());
+  ASSERT_EQ(a.status, RunStatus::kFinished) << a.error;
+  for (const char* key : {"avg_acc", "forgetting_max", "bwt", "fwt", "acc_matrix/0/0", "acc_matrix/1/1", "acc_init/0"}) {
+    ASSERT_TRUE(a.summary.count(key)) << key;
+    EXPECT_TRUE(std::isfinite(a.summary.at(key))) << key;
+  }
+  // Deterministic, and different from the random-init start.
+  testing::TempDir other;
+  EXPECT_EQ(Execute(r, other.path()).summary.at("acc_matrix/0/0"), a.summary.at("acc_matrix/0/0"));
+  r.settings.push_back({"start", "random_init"});
+  RunOutcome b = Execute(r, dir_.path());
+  ASSERT_EQ(b.status, RunStatus::kFinished) << b.error;
+  r.settings.push_back({"start", "direct_copy"});
+  EXPECT_NE(PrepareError(r).find("start=direct_copy: expected zoo or a method of the bootstrap protocol"), std::string::npos)
+      << PrepareError(r);
+}
+
 }  // namespace
 }  // namespace tb

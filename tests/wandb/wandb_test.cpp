@@ -370,7 +370,7 @@ TEST(WandbMirrorTest, NightlySuiteMirrorsEveryRun) {
                       " nightly --quick --set wandb.interval=0.5");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   ExpectDeliveredExactly(server, dir / "runs.db", 0);
-  EXPECT_EQ(server.runs().size(), 28u);  // 16 surgery, 9 merge, 3 continual runs
+  EXPECT_EQ(server.runs().size(), 30u);  // 16 surgery, 9 merge, 3 continual, 2 bootstrap runs
   RunStore store(dir / "runs.db");
   EXPECT_TRUE(MirrorOutbox(store, server.url()).PendingRuns().empty());
   // One night groups together on the dashboard: suite at commit, and both as tags.
