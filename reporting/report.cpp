@@ -227,8 +227,8 @@ TableSpec BootstrapTableSpec(const std::string& suite, DeclaredOptions declared)
                {"dead_capacity", "Dead capacity %", true},
                {"random_init/aulc", "Random-init AULC %", true}};
   s.note = "Accuracy on the task's test images (10-way) as the target trains for the step budget after the method's "
-           "initialisation. Steps to target: the first evaluated step at 90% of the source's accuracy, over the runs "
-           "that reached it (reached: how often). Speed-up: random init's steps over the method's, paired by seed (a "
+           "initialisation. Steps to target: the first evaluated step at target_fraction (default 0.9) of the source's "
+           "accuracy, over the runs that reached it (reached: how often); speed-up likewise. Speed-up: random init's steps over the method's, paired by seed (a "
            "lower bound where random init never got there or the method was there at step 0). Dead capacity: the share "
            "of the target's parameters that training never changed. random_init is the reference every row is "
            "compared with; source=shuffled keeps the source's weights, permuted within each tensor, and source=random "

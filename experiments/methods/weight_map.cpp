@@ -5,6 +5,8 @@
 // missing dimension, average an extra one). pad=zero is the document's: padded units have zero
 // incoming and outgoing weights, so no gradient ever reaches them (dead_capacity shows it);
 // pad=random keeps the target's own initialisation there. Unmapped parameters keep theirs.
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "experiments/protocols/bootstrap.h"
@@ -28,10 +30,13 @@ class WeightMap : public MethodWithOptions<WeightMapOptions, BootstrapMethod> {
     const MappingTable t = opts().mapping.Resolve(*ctx.source, *ctx.target);
     const auto mapped = ApplyMapping(*ctx.source, *ctx.target, t, opts().mapping.Pad());
     ctx.log.Text(FormatMapping(t, mapped));
+    // Entries that come from the source: the copied block (a broadcast dimension at the target's extent).
     int64_t entries = 0;
     for (const auto& m : mapped) {
       int64_t n = 1;
-      for (int64_t d : m.target_shape) n *= d;
+      for (size_t d = 0; d < m.target_shape.size(); ++d) {
+        n *= d < m.source_shape.size() ? std::min(m.source_shape[d], m.target_shape[d]) : m.target_shape[d];
+      }
       entries += n;
     }
     return {{"mapped_tensors", static_cast<double>(mapped.size())},

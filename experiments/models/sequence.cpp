@@ -163,7 +163,8 @@ class XlstmModel : public SequenceClassifier {
     const auto k = qkv_[1]->forward(hs_seq) / std::sqrt(static_cast<double>(width_));
     const auto v = qkv_[2]->forward(hs_seq);
     const auto ig = torch::matmul(hs_seq, m_input_->W.t()) + m_input_->b;    // [N, T, 1]
-    const auto fg = torch::matmul(hs_seq, m_forget_->W.t()) + m_forget_->b;  // [N, T, 1]
+    // log f: a log-sigmoid forget gate (xLSTM's mLSTM), open at init (bias 3: f ≈ 0.95).
+    const auto fg = torch::log_sigmoid(torch::matmul(hs_seq, m_forget_->W.t()) + m_forget_->b);  // [N, T, 1]
     const auto og = torch::sigmoid(torch::matmul(hs_seq, m_output_->W.t()) + m_output_->b);
     auto mem = torch::zeros({n, width_, width_}, x.options());
     auto nv = torch::zeros({n, width_}, x.options());

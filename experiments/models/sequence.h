@@ -14,8 +14,10 @@
 //   xlstm      embed → sLSTM (exponential input and forget gates, normaliser n and stabiliser m:
 //              m_t = max(f̃ + m_{t-1}, ĩ), i' = exp(ĩ - m_t), f' = exp(f̃ + m_{t-1} - m_t),
 //              c = f'c + i'z, n = f'n + i', h = o c / (n + 1e-6)) → mLSTM (matrix memory
-//              C = f'C + i' v kᵀ, n = f'n + i'k, h = o (C q) / max(|nᵀq|, exp(-m))) over the
-//              sLSTM's outputs; features: the sum of both layers' last h (a residual).
+//              C = f'C + i' v kᵀ, n = f'n + i'k, h = o (C q) / max(|nᵀq|, exp(-m)), its forget
+//              gate log-sigmoid as the reference implementation's: log f = logsigmoid(f̃), bias
+//              3 at init, so f ≈ 0.95) over the sLSTM's outputs; features: the sum of both
+//              layers' last h (a residual).
 //   cfc        embed → closed-form continuous-time cell (Hasani et al. 2022, CfC eq. 10 without a
 //              backbone, as ncps's CfCCell): ff1 = tanh(·), ff2 = tanh(·), t_a, t_b linear in
 //              [x; h]; σ = sigmoid(t_a Δt + t_b) with Δt = softplus(time_constant) per unit
@@ -76,6 +78,10 @@ bool IsSequenceArch(const std::string& arch);
 std::pair<std::string, int64_t> ParseSequenceArch(const std::string& arch);
 // A freshly initialised sequence model (the caller seeds torch).
 ModelPtr MakeSequenceModel(const ModelSpec& spec);
+
+// Bump when a change to a family changes what it computes or how it initialises: part of the
+// zoo key of every sequence model and of the bootstrap reference curves.
+constexpr int kSequenceModelVersion = 2;
 
 // The state size of the state-space families.
 constexpr int64_t kStateSize = 8;

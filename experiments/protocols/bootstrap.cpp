@@ -67,7 +67,7 @@ double DeadCapacity(const std::vector<torch::Tensor>& before, const std::vector<
 namespace {
 
 // Bump when the training loop below changes the curves it produces: part of the reference
-// curve's cache key.
+// curve's cache key (with kSequenceModelVersion, for the models' own code).
 constexpr int kCurveVersion = 1;
 
 struct BootstrapScenario {
@@ -343,7 +343,8 @@ class BootstrapRun : public ProtocolRun {
       const bool bound = method_steps == 0 || reference_steps < 0;
       const double num = reference_steps >= 0 ? static_cast<double>(reference_steps) : static_cast<double>(c.steps);
       const double den = method_steps == 0 ? static_cast<double>(c.eval_every) : static_cast<double>(method_steps);
-      summary["speedup"] = reference_steps == 0 ? 1.0 : num / den;
+      // Where the reference is there at step 0 no method is faster: 1 for one there too, else 0.
+      summary["speedup"] = reference_steps == 0 ? (method_steps == 0 ? 1.0 : 0.0) : num / den;
       summary["speedup_bound"] = bound && reference_steps != 0 ? 1.0 : 0.0;
     }
     summary["aulc_gain"] = summary["aulc"] - summary["random_init/aulc"];
@@ -374,6 +375,7 @@ class BootstrapRun : public ProtocolRun {
                                 {"steps", s.steps},                       {"eval_every", s.eval_every},
                                 {"lr", s.lr},                             {"batch_size", s.batch_size},
                                 {"seed", seed},                           {"threads", at::get_num_threads()},
+                                {"sequence_models", kSequenceModelVersion},
                                 {"blas", ctx.blas},                       {"device", ctx.device.str()}};
     const std::string dir = ctx.paths.zoo_dir() + "/curves";
     const std::string path = dir + "/" + JsonHash(key) + ".json";
@@ -432,7 +434,7 @@ ModelPtr BootstrappedModel(const std::string& method_name, const std::vector<std
 
 TB_REGISTER_PROTOCOL(bootstrap, BootstrapRun,
                      "start a target architecture from a trained source (or from nothing) and follow its learning "
-                     "curve: step-0 accuracy, steps to 90% of the source, AULC, final, speed-up over random init, "
+                     "curve: step-0 accuracy, steps to target_fraction (0.9) of the source, AULC, final, speed-up over random init, "
                      "dead capacity");
 
 }  // namespace tb

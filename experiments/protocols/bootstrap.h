@@ -3,7 +3,7 @@
 // initialises the target from the source (or from nothing), and the target then trains for a
 // step budget on the task with the run's seed, evaluated every k steps on the test split. Logged:
 // the learning curve (curve/acc, and curve/random_init_acc for the reference), step0, final,
-// aulc, steps_to_target (the first evaluated step at 90% of the source's accuracy) and whether it
+// aulc, steps_to_target (the first evaluated step at target_fraction, 0.9, of the source's accuracy) and whether it
 // was reached, speedup over the random-init reference (paired by seed: the same target
 // initialisation and batches), and dead_capacity (the share of target parameters that never
 // changed). The run-level control (source=random|shuffled) replaces the source; the random-init

@@ -1,5 +1,7 @@
 #include "experiments/train/zoo.h"
 
+#include "experiments/models/sequence.h"
+
 #include <unistd.h>
 
 #include <filesystem>
@@ -28,6 +30,7 @@ nlohmann::json ZooRequest::Spec() const {
           {"threads", threads},
           {"blas", blas}};
   if (init_seed >= 0) spec["init_seed"] = init_seed;  // absent otherwise: older zoo keys stay valid
+  if (IsSequenceArch(model.arch)) spec["sequence_models"] = kSequenceModelVersion;  // likewise
   return spec;
 }
 
