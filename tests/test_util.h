@@ -2,9 +2,11 @@
 // command to capture its exit code and output.
 #pragma once
 
+#include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +16,13 @@
 #include <string>
 
 namespace tb::testing {
+
+// The CPUs this process may use (its affinity mask), as the tools count them by default.
+inline int UsableCores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  return sched_getaffinity(0, sizeof(set), &set) == 0 ? std::max(1, CPU_COUNT(&set)) : 1;
+}
 
 class TempDir {
  public:

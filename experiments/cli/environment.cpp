@@ -1,6 +1,7 @@
 #include "experiments/cli/environment.h"
 
 #include <dlfcn.h>
+#include <sched.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -184,6 +185,7 @@ nlohmann::json CaptureEnvironment(const torch::Device& device) {
           {"cxx_standard", __cplusplus},
           {"threads", at::get_num_threads()},
           {"hardware_threads", std::thread::hardware_concurrency()},
+          {"usable_cores", UsableCores()},
           {"cpu", CpuModel()},
           {"os", fmt::format("{} {} {}", u.sysname, u.release, u.machine)},
           {"blas", blas.kind},
@@ -223,8 +225,15 @@ void KeepFreedMemory() {
   mallopt(M_TOP_PAD, 64 * 1024 * 1024);
 }
 
+int64_t UsableCores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
 int64_t ConfigureTorch(int64_t threads) {
-  const int64_t n = threads > 0 ? threads : static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
+  const int64_t n = threads > 0 ? threads : UsableCores();
   at::set_num_threads(static_cast<int>(n));
   // Deterministic cuBLAS needs a fixed workspace; set before the first CUDA call.
   setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);

@@ -58,8 +58,14 @@ void WarnIfReferenceBlas();
 // which costs page faults on every large tensor; once per process. ConfigureTorch calls it.
 void KeepFreedMemory();
 
+// The CPUs this process may run on (its affinity mask: a container's or taskset's share, as
+// nproc counts them), not every CPU the host has; at least 1.
+int64_t UsableCores();
+
 // Makes this process deterministic: seeds torch, turns on deterministic algorithms and sets
-// the number of intra-op threads (0: all cores). Returns the number of threads in use.
+// the number of intra-op threads (0: UsableCores()), before the first tensor operation, so
+// every matrix product of the process runs with the same thread count (OpenBLAS partitions a
+// product by it, and the partition changes the last bits). Returns the number of threads.
 int64_t ConfigureTorch(int64_t threads);
 
 }  // namespace tb

@@ -8,10 +8,12 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "experiments/cli/guarded.h"
 #include "experiments/data/dataset.h"
 #include "experiments/losses/loss.h"
+#include "experiments/models/model.h"
 #include "store/errors.h"
 
 namespace tb {
@@ -72,6 +74,10 @@ void AddLossCommand(CLI::App& app, int& code) {
       in.layer_bounds = layers;
       if (!arch.empty()) {
         if (!layers.empty()) throw BadInput("--layers: not with --arch (the architecture gives its layers)");
+        const auto images = ImageModelNames();
+        if (std::find(images.begin(), images.end(), arch) == images.end()) {
+          throw BadInput(fmt::format("--arch {}: expected an image model: one of {}", arch, fmt::join(images, ", ")));
+        }
         DescribeModel(in, ModelSpec{arch, activation, "default"});
         if (probe < 1) throw BadInput(fmt::format("--probe {}: expected a count >= 1", probe));
         const Split& test = LoadDataset(DataSpec{"mnist", ""}).test;

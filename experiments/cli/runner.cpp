@@ -53,7 +53,7 @@ PreparedRun PrepareRun(const RunRequest& request) {
   const nlohmann::json identity = p.protocol->Identity();
   p.config_json = all.ToJson();
   p.config_json["threads"] =
-      p.config.threads > 0 ? p.config.threads : static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
+      p.config.threads > 0 ? p.config.threads : UsableCores();
   p.config_json["device"] = device.str();
   p.config_json["method"] = request.method;
   for (const auto& [k, v] : identity.items()) p.config_json[k] = v;

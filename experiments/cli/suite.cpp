@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "experiments/cli/console.h"
+#include "experiments/cli/environment.h"
 #include "experiments/cli/guarded.h"
 #include "experiments/cli/zoo_command.h"
 #include "experiments/train/zoo_grid.h"
@@ -123,7 +124,7 @@ Settings SuiteRunSettings(const Settings& run, const Settings& extra, int64_t jo
   // parent must all prepare the same configs.)
   const bool has_threads = std::any_of(out.begin(), out.end(), [](const auto& s) { return s.first == "threads"; });
   if (jobs > 1 && !has_threads) {
-    const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+    const int64_t cores = UsableCores();
     out.emplace_back("threads", std::to_string(std::max<int64_t>(1, cores / jobs)));
   }
   return out;

@@ -44,7 +44,7 @@ int Checked(Body&& body) {
 
 int BuildZooGrid(const ZooGrid& grid, const std::string& results, int64_t jobs, int64_t threads, const std::string& device) {
   if (jobs < 1) throw BadInput(fmt::format("--jobs {}: expected >= 1", jobs));
-  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  const int64_t cores = UsableCores();
   if (threads < 0) throw BadInput(fmt::format("--threads {}: expected >= 0 (0: cores / jobs)", threads));
   if (threads == 0) threads = std::max<int64_t>(1, cores / jobs);
   std::filesystem::create_directories(results);

@@ -54,14 +54,14 @@ class Distillation : public MethodWithOptions<DistillationOptions, BootstrapMeth
     ctx.log.Text(FormatMapping(t, ApplyMapping(*ctx.source, *ctx.target, t, opts().mapping.Pad())));
     return {};
   }
-  torch::Tensor Loss(BootstrapContext& ctx, const torch::Tensor& logits, const torch::Tensor& images,
+  torch::Tensor Loss(BootstrapContext& ctx, const torch::Tensor& logits, const torch::Tensor& inputs,
                      const torch::Tensor& labels) override {
     LossInputs in;
     in.logits = logits;
     in.labels = labels;
     {
       torch::NoGradGuard no_grad;
-      in.teacher_logits = ctx.source->forward(images);
+      in.teacher_logits = ctx.logits(*ctx.source, inputs);  // text: every step's, as the student's
     }
     return kd_->Compute(in);
   }

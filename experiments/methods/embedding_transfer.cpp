@@ -3,8 +3,9 @@
 // widths differ, projected: projection=gaussian is the document's (a random N(0, 0.01²)
 // matrix, source width × target width), projection=pca an orthogonal one (the embedding rows'
 // principal directions, so distances between rows are kept when the target is wide enough). On
-// the sequential-image task the embedding is the projection of each row's 28 pixels (its bias an
-// extra row); everything else keeps the target's initialisation.
+// the sequential-image task the embedding is the projection of each row's 28 pixels, on the text
+// task the token embedding: one row per symbol (its bias an extra row, both); everything else
+// keeps the target's initialisation.
 #include <fmt/format.h>
 
 #include "experiments/models/sequence.h"
@@ -33,8 +34,8 @@ class EmbeddingTransfer : public MethodWithOptions<EmbeddingTransferOptions, Boo
   std::string DryRun(Classifier& source, Classifier& target) const override {
     const auto& s = dynamic_cast<SequenceClassifier&>(source);
     const auto& t = dynamic_cast<SequenceClassifier&>(target);
-    return fmt::format("embed.weight [{}, 28] + embed.bias → [{}, 28] + bias: {}\n", s.width(), t.width(),
-                       s.width() == t.width() ? "copy" : "projection=" + opts().projection);
+    return fmt::format("embed.weight [{}, {}] + embed.bias → [{}, {}] + bias: {}\n", s.width(), s.embed->weight.size(1),
+                       t.width(), t.embed->weight.size(1), s.width() == t.width() ? "copy" : "projection=" + opts().projection);
   }
   MetricMap Initialise(BootstrapContext& ctx) override {
     auto& s = dynamic_cast<SequenceClassifier&>(*ctx.source);

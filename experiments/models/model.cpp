@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <mutex>
+
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -113,9 +116,25 @@ class Cnn2464 : public Classifier {
 
 }  // namespace
 
-std::vector<std::string> ModelNames() {
+GeneratorStateGuard::GeneratorStateGuard() : generator_(at::detail::getDefaultCPUGenerator()) {
+  std::lock_guard<std::mutex> lock(generator_.mutex());
+  state_ = generator_.get_state();
+}
+
+GeneratorStateGuard::~GeneratorStateGuard() {
+  std::lock_guard<std::mutex> lock(generator_.mutex());
+  generator_.set_state(state_);
+}
+
+std::vector<std::string> ImageModelNames() {
   std::vector<std::string> names = {"cnn2464"};
   for (const auto& [name, widths] : MlpWidths()) names.push_back(name);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::vector<std::string> ModelNames() {
+  std::vector<std::string> names = ImageModelNames();
   for (const auto& name : SequenceFamilies()) names.push_back(name);
   std::sort(names.begin(), names.end());
   return names;
@@ -143,6 +162,14 @@ ModelPtr MakeModel(const ModelSpec& spec) {
   CheckName("activation", spec.activation, ActivationNames());
   CheckName("init", spec.init, InitNames());
   if (spec.num_classes < 2) throw BadInput(fmt::format("num_classes {}: expected at least 2", spec.num_classes));
+  if (spec.vocab != 0 && !IsSequenceArch(spec.arch)) {
+    throw BadInput(fmt::format("architecture {}: not a sequence model, so not a language model (expected one of {})",
+                               spec.arch, fmt::join(SequenceFamilies(), ", ")));
+  }
+  if (spec.vocab < 0 || (spec.vocab > 0 && spec.vocab != spec.num_classes)) {
+    throw BadInput(fmt::format("vocab {}: expected 0 or a vocabulary of at least 2 symbols, equal to num_classes ({})",
+                               spec.vocab, spec.num_classes));
+  }
   ModelPtr model;
   if (IsSequenceArch(spec.arch)) {
     return MakeSequenceModel(spec);  // initialised as each family's reference implementation does

@@ -28,6 +28,10 @@ struct ModelSpec {
   std::string init = "default";     // default (LibTorch's), xavier_uniform, xavier_normal,
                                     // uniform, normal, kaiming_normal, kaiming_uniform
   int64_t num_classes = 10;
+  // > 0: a character-level language model over this many symbols (sequence families only):
+  // its input is symbol ids [N, T] (int64), embedded by a lookup in `embed` (vocab → width), and
+  // the head predicts the next symbol (num_classes is then the vocabulary too).
+  int64_t vocab = 0;
 };
 
 class Classifier : public torch::nn::Module {
@@ -51,8 +55,24 @@ class Classifier : public torch::nn::Module {
 
 using ModelPtr = std::shared_ptr<Classifier>;
 
-// Sorted names of the registered architectures.
+// Keeps torch's default CPU generator as it was: its state is saved on construction and restored
+// on destruction (for models made only to be looked at, which must not shift a run's draws).
+class GeneratorStateGuard {
+ public:
+  GeneratorStateGuard();
+  ~GeneratorStateGuard();
+  GeneratorStateGuard(const GeneratorStateGuard&) = delete;
+  GeneratorStateGuard& operator=(const GeneratorStateGuard&) = delete;
+
+ private:
+  at::Generator generator_;
+  torch::Tensor state_;
+};
+
+// Sorted names of the registered architectures: the image models (MLPs and the CNN, which the
+// zoo grids, surgery, merging and the losses' --arch take) and the sequence families.
 std::vector<std::string> ModelNames();
+std::vector<std::string> ImageModelNames();
 std::vector<std::string> ActivationNames();
 std::vector<std::string> InitNames();
 

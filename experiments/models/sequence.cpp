@@ -85,12 +85,14 @@ class LstmModel : public SequenceClassifier {
     const auto u = RecurrentMatrix(gates_);
     auto h = torch::zeros({x.size(0), width_}, x.options());
     auto c = torch::zeros_like(h);
+    std::vector<torch::Tensor> hs;
     for (int64_t t = 0; t < x.size(1); ++t) {
       auto z = (xp.select(1, t) + torch::matmul(h, u)).chunk(4, 1);
       c = torch::sigmoid(z[1]) * c + torch::sigmoid(z[0]) * torch::tanh(z[2]);
       h = torch::sigmoid(z[3]) * torch::tanh(c);
+      hs.push_back(h);
     }
-    return {h};
+    return {torch::stack(hs, 1)};
   }
 
  private:
@@ -169,7 +171,7 @@ class XlstmModel : public SequenceClassifier {
     auto mem = torch::zeros({n, width_, width_}, x.options());
     auto nv = torch::zeros({n, width_}, x.options());
     auto mm = torch::zeros({n, 1}, x.options());
-    torch::Tensor hm;
+    std::vector<torch::Tensor> hms;
     for (int64_t t = 0; t < steps; ++t) {
       auto it = ig.select(1, t), ft = fg.select(1, t);
       auto m_new = torch::maximum(ft + mm, it);
@@ -179,10 +181,10 @@ class XlstmModel : public SequenceClassifier {
       nv = f * nv + i * kt;
       auto num = torch::bmm(mem, qt.unsqueeze(2)).squeeze(2);
       auto den = torch::maximum((nv * qt).sum(1, true).abs(), torch::exp(-m_new));
-      hm = og.select(1, t) * num / den;
+      hms.push_back(og.select(1, t) * num / den);
       mm = m_new;
     }
-    return {h, h + hm};
+    return {hs_seq, hs_seq + torch::stack(hms, 1)};
   }
 
  private:
@@ -224,12 +226,14 @@ class CfcModel : public SequenceClassifier {
     const auto u = RecurrentMatrix(gates_);
     const auto dt = torch::softplus(time_constant);
     auto h = torch::zeros({x.size(0), width_}, x.options());
+    std::vector<torch::Tensor> hs;
     for (int64_t t = 0; t < x.size(1); ++t) {
       auto z = (xp.select(1, t) + torch::matmul(h, u)).chunk(4, 1);
       auto gate = torch::sigmoid(z[2] * dt + z[3]);
       h = torch::tanh(z[0]) * (1 - gate) + gate * torch::tanh(z[1]);
+      hs.push_back(h);
     }
-    return {h};
+    return {torch::stack(hs, 1)};
   }
 
  private:
@@ -281,14 +285,14 @@ class SsmModel : public SequenceClassifier {
     const auto z = torch::silu(gate->forward(x));
     const auto a = -torch::exp(A_log);                  // [E, S]
     auto h = torch::zeros({x.size(0), width_, kStateSize}, x.options());
-    torch::Tensor y;
+    std::vector<torch::Tensor> ys;
     for (int64_t t = 0; t < x.size(1); ++t) {
       auto d = delta.select(1, t).unsqueeze(2);  // [N, E, 1]
       auto xt = x.select(1, t);
       h = torch::exp(d * a) * h + d * b.select(1, t).unsqueeze(1) * xt.unsqueeze(2);
-      y = ((h * c.select(1, t).unsqueeze(1)).sum(2) + D * xt) * z.select(1, t);
+      ys.push_back(((h * c.select(1, t).unsqueeze(1)).sum(2) + D * xt) * z.select(1, t));
     }
-    return {y};
+    return {torch::stack(ys, 1)};
   }
 };
 
@@ -323,14 +327,14 @@ class LiquidS4Model : public SequenceClassifier {
     const auto z = torch::silu(gate->forward(x));
     const auto c = C.t();
     auto h = torch::zeros({x.size(0), width_, kStateSize}, x.options());
-    torch::Tensor y;
+    std::vector<torch::Tensor> ys;
     for (int64_t t = 0; t < x.size(1); ++t) {
       auto xt = x.select(1, t);
       auto bu = b_bar * xt.unsqueeze(2);  // [N, E, S]
       h = (a_bar + bu) * h + bu;           // the liquid, input-dependent transition
-      y = ((h * c).sum(2) + D * xt) * z.select(1, t);
+      ys.push_back(((h * c).sum(2) + D * xt) * z.select(1, t));
     }
-    return {y};
+    return {torch::stack(ys, 1)};
   }
 };
 
@@ -356,13 +360,28 @@ const std::vector<std::string>& ParameterRoleNames() {
 
 SequenceClassifier::SequenceClassifier(ModelSpec spec, std::string family, int64_t width)
     : Classifier(std::move(spec)), family_(std::move(family)), width_(width) {
-  embed = register_module("embed", torch::nn::Linear(kFeatures, width));
+  embed = register_module("embed", torch::nn::Linear(spec_.vocab > 0 ? spec_.vocab : kFeatures, width));
+}
+
+torch::Tensor SequenceClassifier::Embed(const torch::Tensor& inputs) {
+  if (spec_.vocab > 0) {
+    if (inputs.dim() != 2 || inputs.scalar_type() != torch::kInt64) {
+      throw std::invalid_argument(fmt::format("a language model takes symbol ids [N, T] (int64), not [{}] {}",
+                                              fmt::join(inputs.sizes(), ", "), c10::toString(inputs.scalar_type())));
+    }
+    return torch::embedding(embed->weight.t(), inputs) + embed->bias;
+  }
+  const auto steps = inputs.dim() == 3 ? inputs : AsSequence(inputs.reshape({inputs.size(0), 1, kSteps, kFeatures}));
+  return embed->forward(steps);
 }
 
 std::vector<torch::Tensor> SequenceClassifier::HiddenActivations(const torch::Tensor& images) {
-  const auto steps = images.dim() == 3 ? images : AsSequence(images.reshape({images.size(0), 1, kSteps, kFeatures}));
-  return Layers(embed->forward(steps));
+  std::vector<torch::Tensor> last;
+  for (const auto& layer : Layers(Embed(images))) last.push_back(layer.select(1, layer.size(1) - 1));
+  return last;
 }
+
+torch::Tensor SequenceClassifier::StepFeatures(const torch::Tensor& inputs) { return Layers(Embed(inputs)).back(); }
 
 std::vector<std::string> SequenceFamilies() {
   std::vector<std::string> names;
@@ -402,6 +421,10 @@ std::pair<std::string, int64_t> ParseSequenceArch(const std::string& arch) {
 
 ModelPtr MakeSequenceModel(const ModelSpec& spec) {
   const auto [family, width] = ParseSequenceArch(spec.arch);
+  if (spec.vocab < 0 || (spec.vocab > 0 && spec.vocab != spec.num_classes)) {
+    throw BadInput(fmt::format("vocab {}: expected 0 or the vocabulary, equal to num_classes ({})", spec.vocab,
+                               spec.num_classes));
+  }
   return Factories().at(family)(spec, width);
 }
 

@@ -50,20 +50,33 @@ const std::vector<std::string>& ParameterRoleNames();
 class SequenceClassifier : public Classifier {
  public:
   torch::Tensor Features(const torch::Tensor& images) override { return HiddenActivations(images).back(); }
+  // Each layer's output at the last step. The input: images [N, 1, 28, 28] (or a sequence
+  // [N, T, 28]); for a language model (spec().vocab > 0) symbol ids [N, T].
   std::vector<torch::Tensor> HiddenActivations(const torch::Tensor& images) override;
+  // The last layer's output at every step, [N, T, width], for the same inputs.
+  torch::Tensor StepFeatures(const torch::Tensor& inputs);
+  // The head at every step, [N, T, num_classes]: a language model's next-symbol logits.
+  torch::Tensor StepLogits(const torch::Tensor& inputs) { return head->forward(StepFeatures(inputs)); }
   std::vector<std::string> HiddenLayerNames() const override { return layer_names_; }
   // Every parameter (by its named_parameters() name) with its role.
   virtual std::vector<std::pair<std::string, std::string>> Roles() const = 0;
   const std::string& family() const { return family_; }
   int64_t width() const { return width_; }
 
-  torch::nn::Linear embed{nullptr};  // the input embedding: 28 features → width
+  // The input embedding: 28 features → width, or, for a language model, vocab → width (a
+  // lookup of the symbol's column plus the bias: the one-hot product without the zeros).
+  torch::nn::Linear embed{nullptr};
 
  protected:
   SequenceClassifier(ModelSpec spec, std::string family, int64_t width);
-  // The sequence layers over the embedded sequence [N, T, width]: each layer's last output
-  // [N, width], input side first (the last one is Features()).
+  // The sequence layers over the embedded sequence [N, T, width]: each layer's output at every
+  // step [N, T, width], input side first (the last one's last step is Features()).
   virtual std::vector<torch::Tensor> Layers(const torch::Tensor& x) = 0;
+
+ private:
+  torch::Tensor Embed(const torch::Tensor& inputs);
+
+ protected:
 
   std::string family_;
   int64_t width_;

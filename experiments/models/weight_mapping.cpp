@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <mutex>
 #include <set>
 
 #include <fmt/format.h>
@@ -174,9 +175,18 @@ MappingTable BuiltinMapping(const std::string& source_family, const std::string&
   MappingTable t;
   t.name = source_family + " → " + target_family;
   if (source_family == target_family) {
-    // Every parameter to its namesake: the family's roles, in order.
-    ModelPtr m = MakeSequenceModel(ModelSpec{source_family});
-    for (const auto& [name, role] : dynamic_cast<SequenceClassifier&>(*m).Roles()) t.entries.push_back({name, name});
+    // Every parameter to its namesake: the family's roles, in order (read once per family from a
+    // model made without touching torch's generator).
+    static std::mutex mutex;
+    static std::map<std::string, std::vector<std::string>> names;
+    std::lock_guard<std::mutex> lock(mutex);
+    auto& list = names[source_family];
+    if (list.empty()) {
+      GeneratorStateGuard keep;
+      ModelPtr m = MakeSequenceModel(ModelSpec{source_family});
+      for (const auto& [name, role] : dynamic_cast<SequenceClassifier&>(*m).Roles()) list.push_back(name);
+    }
+    for (const auto& name : list) t.entries.push_back({name, name});
     return t;
   }
   auto it = Declared().find({source_family, target_family});

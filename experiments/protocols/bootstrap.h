@@ -8,6 +8,11 @@
 // initialisation and batches), and dead_capacity (the share of target parameters that never
 // changed). The run-level control (source=random|shuffled) replaces the source; the random-init
 // reference is trained once per seed and target and cached under <zoo>/curves/.
+// Two tasks: sequential images (dataset fashion-mnist or mnist: accuracy) and character-level
+// language modelling (dataset fortunes or text: bits per character, lower is better; the source
+// a language model of the zoo trained for source.lm.steps; the metrics then step0_bpc, final_bpc,
+// aulc_bpc, source_bpc, curve/bpc and curve/random_init_bpc, and steps_to_target the steps to
+// target_ratio, 1.1, × the source's bits per character).
 // The interface its methods implement is BootstrapMethod.
 //
 //   class MyInit : public tb::MethodWithOptions<MyOptions, tb::BootstrapMethod> {
@@ -16,6 +21,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -25,6 +32,7 @@
 #include <torch/torch.h>
 
 #include "experiments/data/dataset.h"
+#include "experiments/data/text.h"
 #include "experiments/methods/method.h"
 #include "experiments/metrics/transfer.h"
 #include "experiments/models/model.h"
@@ -34,12 +42,21 @@
 
 namespace tb {
 
+// The task: sequential images (dataset, classes, splits) or character-level language modelling
+// (corpus, evaluation windows).
 struct BootstrapData {
   const Dataset* dataset = nullptr;
   std::vector<int64_t> classes;  // the task's classes (sorted)
   Split fit, val;                // what the source was trained on, and its validation split
   Split test;                    // the evaluation images (eval.test_per_class of each class)
+  const TextCorpus* corpus = nullptr;  // the text task's corpus (then dataset is null)
+  torch::Tensor eval_windows;          // its test windows [W, seq_len + 1] (eval.chars symbols)
+  bool text() const { return corpus != nullptr; }
 };
+
+// The training logits of a model for a batch's inputs: [N, C] for images, [N · T, V] (every
+// step's next-symbol logits) for text, so that a loss reads both alike.
+using BatchLogits = std::function<torch::Tensor(Classifier& model, const torch::Tensor& inputs)>;
 
 struct BootstrapContext {
   const BootstrapData& data;
@@ -48,6 +65,7 @@ struct BootstrapContext {
   torch::Device device;
   RunLogger& log;
   uint64_t seed;
+  BatchLogits logits = [](Classifier& model, const torch::Tensor& inputs) { return model.forward(inputs); };
 };
 
 class BootstrapMethod : public Method {
@@ -64,8 +82,9 @@ class BootstrapMethod : public Method {
   virtual std::string DryRun(Classifier& source, Classifier& target) const { return ""; }
   // Sets ctx.target from ctx.source before training; returns the method's diagnostics.
   virtual MetricMap Initialise(BootstrapContext& ctx) = 0;
-  // The training loss of one batch (default: cross entropy on the labels).
-  virtual torch::Tensor Loss(BootstrapContext& ctx, const torch::Tensor& logits, const torch::Tensor& images,
+  // The training loss of one batch (default: cross entropy on the labels): logits and labels as
+  // ctx.logits gives them (text: every step's, flattened), `inputs` the batch's images or ids.
+  virtual torch::Tensor Loss(BootstrapContext& ctx, const torch::Tensor& logits, const torch::Tensor& inputs,
                              const torch::Tensor& labels);
 };
 
@@ -80,15 +99,25 @@ struct MappingChoice {
   PadMode Pad() const { return ParsePadMode("pad", pad); }
 };
 
-// A learning curve: the evaluated steps (0 first) and the accuracy at each.
+// A learning curve: the evaluated steps (0 first) and the accuracy at each (bits per character
+// on the text task).
 struct LearningCurve {
   std::vector<int64_t> steps;
   std::vector<double> acc;
   double dead_capacity = 0;
 };
 
-// The first evaluated step whose accuracy reaches `threshold`, or -1.
-int64_t StepsToTarget(const LearningCurve& curve, double threshold);
+// The first evaluated step whose value reaches `threshold` (at or above it; at or below it when
+// lower is better, as bits per character), or -1.
+int64_t StepsToTarget(const LearningCurve& curve, double threshold, bool lower_is_better = false);
+// The speed-up over the random-init reference, paired by seed, from the steps each took to the
+// target (-1: never within the budget): {reference steps / method steps, whether it is a lower
+// bound}. Where the method is there at step 0 its steps count as one evaluation interval, and
+// where the reference never gets there as the whole budget: both make the ratio a lower bound.
+// Where the reference is there at step 0 no method is faster: 1 for one there too, else 0 (not
+// bounds). nullopt where the method never gets there.
+std::optional<std::pair<double, bool>> Speedup(int64_t method_steps, int64_t reference_steps, int64_t budget,
+                                               int64_t eval_every);
 // Area under the curve (trapezoids) over the steps run, divided by them: the mean accuracy over
 // training, in [0, 1]; the step-0 accuracy for a curve of one point.
 double AreaUnderCurve(const LearningCurve& curve);

@@ -111,7 +111,9 @@ class ContinualRun : public ProtocolRun {
         throw BadInput(fmt::format("start={}: expected zoo or a method of the bootstrap protocol (it runs under {})",
                                    config_.start, m->protocol()));
       }
-      CheckArchitecture("start.arch_b", config_.start_arch_b);
+      // The bootstrap protocol starts `arch` from a trained start.arch_b: both sequence models.
+      CheckArchitecture("arch", config_.arch, ArchKind::kSequence);
+      CheckArchitecture("start.arch_b", config_.start_arch_b, ArchKind::kSequence);
       if (config_.start_steps < 1) throw BadInput(fmt::format("start.steps={}: expected at least 1", config_.start_steps));
     }
   }

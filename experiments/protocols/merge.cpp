@@ -193,7 +193,7 @@ class MergeRun : public ProtocolRun {
                                    fmt::join(c.classes_2, ","), k, fmt::join(c.classes_1, ",")));
       }
     }
-    CheckArchitecture("arch", c.arch);
+    CheckArchitecture("arch", c.arch, ArchKind::kImage);
     if (c.train_per_class < 0) throw BadInput(fmt::format("data.train_per_class={}: expected >= 0", c.train_per_class));
     CheckTrainOptions(c.train, "train.");
     if (c.finetune_epochs.empty()) throw BadInput("finetune.epochs: expected at least one epoch (0: as merged)");

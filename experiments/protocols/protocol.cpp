@@ -56,14 +56,31 @@ void CheckTrainOptions(const TrainOptions& t, const std::string& prefix) {
   }
 }
 
-void CheckArchitecture(const std::string& key, const std::string& arch) {
-  if (IsSequenceArch(arch)) {
-    ParseSequenceArch(arch);  // its width
+void CheckArchitecture(const std::string& key, const std::string& arch, ArchKind kind) {
+  const auto images = ImageModelNames();
+  const bool image = std::find(images.begin(), images.end(), arch) != images.end();
+  const bool sequence = !image && IsSequenceArch(arch);
+  if (kind == ArchKind::kImage && !image) {
+    throw BadInput(fmt::format("{}={}: {} (expected an image model: one of {})", key, arch,
+                               sequence ? "a sequence model, which this protocol does not take" : "unknown architecture",
+                               fmt::join(images, ", ")));
+  }
+  if (kind == ArchKind::kSequence && !sequence) {
+    throw BadInput(fmt::format("{}={}: {} (expected a sequence model: one of {}, optionally with a width, e.g. lstm96)",
+                               key, arch, image ? "an image model, not a sequence model" : "unknown architecture",
+                               fmt::join(SequenceFamilies(), ", ")));
+  }
+  if (sequence) {
+    try {
+      ParseSequenceArch(arch);  // its width
+    } catch (const BadInput& e) {
+      throw BadInput(fmt::format("{}={}: {}", key, arch, e.what()));
+    }
     return;
   }
-  const auto archs = ModelNames();
-  if (std::find(archs.begin(), archs.end(), arch) == archs.end()) {
-    throw BadInput(fmt::format("{}={}: unknown architecture (expected one of {})", key, arch, fmt::join(archs, ", ")));
+  if (!image) {
+    throw BadInput(fmt::format("{}={}: unknown architecture (expected one of {}, a sequence model optionally with a width)",
+                               key, arch, fmt::join(ModelNames(), ", ")));
   }
 }
 

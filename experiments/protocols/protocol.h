@@ -96,8 +96,11 @@ ModelPtr SourceControl(const ModelPtr& source, const std::string& control, uint6
 // and training options (prefix e.g. "train.").
 void CheckClassList(const std::string& name, const std::vector<int64_t>& classes);
 void CheckTrainOptions(const TrainOptions& train, const std::string& prefix);
-// `key`=`arch` names a registered architecture.
-void CheckArchitecture(const std::string& key, const std::string& arch);
+// `key`=`arch` names a registered architecture of the kinds a protocol takes: any, an image
+// model only (MLP or CNN: the protocols that address layers by position), or a sequence model
+// only (with an optional width).
+enum class ArchKind { kAny, kImage, kSequence };
+void CheckArchitecture(const std::string& key, const std::string& arch, ArchKind kind = ArchKind::kAny);
 
 // A zoo request for a protocol's model: the run's device, intra-op threads and BLAS (part of
 // every zoo key); init_seed -1: the initial weights follow `seed`.

@@ -67,8 +67,8 @@ void Validate(const SurgeryScenario& c) {
                                  fmt::join(c.classes_a, ",")));
     }
   }
-  CheckArchitecture("arch_a", c.arch_a);
-  CheckArchitecture("arch_b", c.arch_b);
+  CheckArchitecture("arch_a", c.arch_a, ArchKind::kImage);
+  CheckArchitecture("arch_b", c.arch_b, ArchKind::kImage);
   if (c.train_per_class < 0) throw BadInput(fmt::format("data.train_per_class={}: expected >= 0", c.train_per_class));
   CheckTrainOptions(c.train, "train.");
   if (!(c.calibrate_threshold >= 0 && c.calibrate_threshold <= 1)) {

@@ -73,33 +73,43 @@ void LoadModel(Classifier& model, const std::string& path) {
 }
 
 ZooEntry Zoo::Get(const ZooRequest& request, RunLogger* log, const std::string& prefix) {
+  const uint64_t init_seed = request.init_seed >= 0 ? static_cast<uint64_t>(request.init_seed) : request.seed;
+  return GetOrTrain(request.Spec(), request.model, init_seed, request.device, [&](Classifier& model, double& seconds) {
+    auto [fit, val] = ZooTrainingData(*request.dataset, request.classes, request.train_per_class,
+                                      request.train.val_fraction, request.seed);
+    TrainResult r = Train(model, fit, val, request.train, request.seed, log, prefix);
+    seconds = r.seconds;
+    return nlohmann::json{{"val_acc", r.val_acc.empty() ? 0.0 : r.val_acc.back()},
+                          {"loss", r.loss.empty() ? 0.0 : r.loss.back()},
+                          {"epochs_run", r.epochs_run},
+                          {"train_samples", fit.size()}};
+  });
+}
+
+ZooEntry Zoo::GetOrTrain(const nlohmann::json& spec, const ModelSpec& model, uint64_t init_seed, torch::Device device,
+                         const std::function<nlohmann::json(Classifier& model, double& seconds)>& train) {
   ZooEntry entry;
-  entry.hash = request.Hash();
+  entry.hash = JsonHash(spec);
   const std::string path = PathFor(entry.hash);
-  torch::manual_seed(request.init_seed >= 0 ? static_cast<uint64_t>(request.init_seed) : request.seed);
-  entry.model = MakeModel(request.model);
-  entry.model->to(request.device);
+  torch::manual_seed(init_seed);
+  entry.model = MakeModel(model);
+  entry.model->to(device);
   if (fs::exists(path)) {
     LoadModel(*entry.model, path);
     entry.model->eval();
     if (auto known = store_.GetModel(entry.hash)) entry.metrics = known->metrics;
     return entry;
   }
-  auto [fit, val] = ZooTrainingData(*request.dataset, request.classes, request.train_per_class,
-                                    request.train.val_fraction, request.seed);
-  TrainResult r = Train(*entry.model, fit, val, request.train, request.seed, log, prefix);
+  double seconds = 0;
+  entry.metrics = train(*entry.model, seconds);
   SaveModel(*entry.model, path);
   entry.trained = true;
-  entry.metrics = {{"val_acc", r.val_acc.empty() ? 0.0 : r.val_acc.back()},
-                   {"loss", r.loss.empty() ? 0.0 : r.loss.back()},
-                   {"epochs_run", r.epochs_run},
-                   {"train_samples", fit.size()}};
   ModelRecord record;
   record.hash = entry.hash;
   record.path = path;
-  record.spec = request.Spec();
+  record.spec = spec;
   record.metrics = entry.metrics;
-  record.train_seconds = r.seconds;
+  record.train_seconds = seconds;
   store_.PutModel(record);
   return entry;
 }

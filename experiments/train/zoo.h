@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,11 @@ class Zoo {
  public:
   Zoo(std::string dir, RunStore& store) : dir_(std::move(dir)), store_(store) {}
   ZooEntry Get(const ZooRequest& request, RunLogger* log, const std::string& prefix);
+  // The general form (the language models' zoo): a model of `model`, made with torch seeded by
+  // `init_seed`, on `device`, trained by `train` (which returns its metrics and sets the seconds
+  // it took) unless `spec` (everything that determines its weights) is in the zoo.
+  ZooEntry GetOrTrain(const nlohmann::json& spec, const ModelSpec& model, uint64_t init_seed, torch::Device device,
+                      const std::function<nlohmann::json(Classifier& model, double& seconds)>& train);
   std::string PathFor(const std::string& hash) const;
 
  private:

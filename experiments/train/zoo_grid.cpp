@@ -115,7 +115,7 @@ ZooGrid LoadZooGrid(const std::string& name_or_path) {
   }
   CheckSuiteName(g.name);
   CheckNames(path, "dataset", {g.dataset}, DatasetNames());
-  CheckNames(path, "architecture", {g.arch}, ModelNames());
+  CheckNames(path, "architecture", {g.arch}, ImageModelNames());  // a grid varies activations and inits
   g.activations = List<std::string>(doc, "activations", path);
   CheckNames(path, "activation", g.activations, ActivationNames());
   g.inits = List<std::string>(doc, "inits", path);

@@ -1,10 +1,13 @@
 // The bootstrap protocol end to end, on real MNIST: tiny models, a few steps.
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include <cmath>
 
 #include "experiments/cli/runner.h"
 #include "experiments/data/dataset.h"
+#include "experiments/protocols/bootstrap.h"
 #include "experiments/train/zoo.h"
 #include "store/errors.h"
 #include "tests/test_util.h"
@@ -60,6 +63,54 @@ TEST_F(BootstrapRunTest, EveryMethodRunsIsDeterministicAndLogsTheCurveMetrics) {
   }
 }
 
+// The character-level task on a corpus the test writes: every method runs on it, bits per
+// character are in range, and lstm32 → lstm48 with pad=zero starts at the source's own value.
+TEST_F(BootstrapRunTest, TheTextTaskRunsEveryMethodInBitsPerCharacter) {
+  testing::TempDir text;
+  {
+    std::ofstream out(text / "corpus.txt");
+    const char* words[] = {"the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "far"};
+    for (int p = 0; p < 120; ++p) {
+      for (int w = 0; w < 12; ++w) out << words[(p * 7 + w * 3) % 10] << (w == 11 ? ".\n" : " ");
+      out << "\n";
+    }
+  }
+  const std::vector<std::pair<std::string, nlohmann::json>> task = {
+      {"dataset", "text"}, {"data.dir", text.path()}, {"source.lm.steps", 60}, {"text.seq_len", 16},
+      {"eval.chars", 2000}, {"train.batch_size", 16}, {"source.lm.batch_size", 16}, {"arch_b", "lstm32"}, {"arch_a", "lstm48"}};
+  const double uniform_bits = std::log2(17.0);  // 16 letters and the space, '.' and newline: at most this many symbols
+  for (const std::string method : {"random_init", "weight_map", "svd_init", "embedding_transfer", "distillation"}) {
+    RunOutcome a = Execute(Request(method, task), dir_.path());
+    ASSERT_EQ(a.status, RunStatus::kFinished) << method << ": " << a.error;
+    for (const char* key : {"step0_bpc", "final_bpc", "aulc_bpc", "source_bpc", "random_init/final_bpc", "aulc_gain"}) {
+      ASSERT_TRUE(a.summary.count(key)) << method << " " << key;
+      EXPECT_TRUE(std::isfinite(a.summary.at(key))) << method << " " << key;
+    }
+    EXPECT_FALSE(a.summary.count("step0")) << method;
+    EXPECT_LT(a.summary.at("source_bpc"), uniform_bits) << method;  // the source learned something
+    EXPECT_LT(a.summary.at("final_bpc"), a.summary.at("step0_bpc") + 1e-9) << method;
+    if (method == "weight_map") {
+      EXPECT_NEAR(a.summary.at("step0_bpc"), a.summary.at("source_bpc"), 1e-5);
+      EXPECT_EQ(a.summary.at("steps_to_target"), 0.0);
+      EXPECT_GT(a.summary.at("dead_capacity"), 0.0);  // the zero padding
+    }
+  }
+}
+
+TEST(BootstrapMetricsTest, SpeedupPairsTheStepsAndMarksBounds) {
+  EXPECT_FALSE(Speedup(-1, 50, 150, 15).has_value());                       // the method never gets there
+  EXPECT_EQ(Speedup(30, 90, 150, 15), std::make_optional(std::make_pair(3.0, false)));
+  EXPECT_EQ(Speedup(30, -1, 150, 15), std::make_optional(std::make_pair(5.0, true)));    // budget / steps
+  EXPECT_EQ(Speedup(0, 90, 150, 15), std::make_optional(std::make_pair(6.0, true)));     // one interval
+  EXPECT_EQ(Speedup(0, 0, 150, 15), std::make_optional(std::make_pair(1.0, false)));
+  EXPECT_EQ(Speedup(15, 0, 150, 15), std::make_optional(std::make_pair(0.0, false)));
+  LearningCurve bpc;
+  bpc.steps = {0, 10, 20};
+  bpc.acc = {4.0, 2.5, 2.0};
+  EXPECT_EQ(StepsToTarget(bpc, 2.5, /*lower_is_better=*/true), 10);
+  EXPECT_EQ(StepsToTarget(bpc, 1.0, /*lower_is_better=*/true), -1);
+}
+
 TEST_F(BootstrapRunTest, RandomInitIsItsOwnReferenceAndTheCacheGivesTheSameCurve) {
   RunOutcome ref = Execute(Request("random_init"), dir_.path());
   ASSERT_EQ(ref.status, RunStatus::kFinished) << ref.error;
@@ -108,7 +159,18 @@ TEST_F(BootstrapRunTest, ControlsAndBadInput) {
             std::string::npos);
   EXPECT_NE(PrepareError(Request("weight_map", {{"arch_a", "ssm"}})).find("no declared mapping from lstm to ssm"),
             std::string::npos);
-  EXPECT_NE(PrepareError(Request("weight_map", {{"arch_a", "wide"}})).find("arch_a=wide: not a sequence model"),
+  EXPECT_NE(PrepareError(Request("weight_map", {{"arch_a", "wide"}})).find("arch_a=wide: an image model, not a sequence model"),
+            std::string::npos);
+  EXPECT_NE(PrepareError(Request("weight_map", {{"arch_a", "lstm0"}})).find("arch_a=lstm0: architecture 'lstm0': width 0"),
+            std::string::npos);
+  // A text corpus that is not UTF-8, or empty, is bad input naming the file.
+  testing::TempDir text;
+  { std::ofstream(text / "a.txt") << "caf\xe9 latin-1\n\n"; }
+  EXPECT_NE(PrepareError(Request("weight_map", {{"dataset", "text"}, {"data.dir", text.path()}}))
+                .find(text / "a.txt" + ": not UTF-8 (byte 0x20 at offset 4"),
+            std::string::npos);
+  { std::ofstream(text / "a.txt", std::ios::trunc); }
+  EXPECT_NE(PrepareError(Request("weight_map", {{"dataset", "text"}, {"data.dir", text.path()}})).find(text / "a.txt" + ": empty file"),
             std::string::npos);
   EXPECT_NE(PrepareError(Request("svd_init", {{"rank", 0}})).find("rank=0"), std::string::npos);
   EXPECT_NE(PrepareError(Request("weight_map", {{"pad", "ones"}})).find("pad"), std::string::npos);
