@@ -138,6 +138,7 @@ const std::vector<MetricRule>& MetricRules() {
     r.push_back({"union_weight_mse", lower, ratio, 1.10, false});
     r.push_back({"barrier_*", lower, absolute, 0.05, false});
     r.push_back({"dead_capacity", lower, absolute, 0.01, true});
+    r.push_back({"*_bpc", lower, absolute, 0.02, false});  // bits per character (text tasks)
     r.push_back({"speedup", higher, absolute, 0.1, false});
     for (const char* p : {"transfer_rate", "preservation", "acc_after", "joint_acc", "per_task_acc", "normalized_acc",
                           "iid_acc*", "shift_acc", "avg_acc*", "bwt*", "fwt*", "acc_class_*", "step0", "final",

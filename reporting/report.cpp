@@ -225,8 +225,14 @@ TableSpec BootstrapTableSpec(const std::string& suite, DeclaredOptions declared)
                {"final", "Final %", true},
                {"speedup", "Speed-up ×", false},
                {"dead_capacity", "Dead capacity %", true},
-               {"random_init/aulc", "Random-init AULC %", true}};
-  s.note = "Accuracy on the task's test images (10-way) as the target trains for the step budget after the method's "
+               {"random_init/aulc", "Random-init AULC %", true},
+               {"step0_bpc", "Step-0 bits/char", false},
+               {"aulc_bpc", "AULC bits/char", false},
+               {"final_bpc", "Final bits/char", false},
+               {"random_init/aulc_bpc", "Random-init AULC bits/char", false}};
+  s.note = "Image tasks: accuracy on the task's test images (10-way); text tasks (fortunes, text): bits per character on "
+           "the test split (lower is better; steps to target: to target_ratio, 1.1, x the source's), in the bits/char "
+           "columns. Both as the target trains for the step budget after the method's "
            "initialisation. Steps to target: the first evaluated step at target_fraction (default 0.9) of the source's "
            "accuracy, over the runs that reached it (reached: how often); speed-up likewise. Speed-up: random init's steps over the method's, paired by seed (a "
            "lower bound where random init never got there or the method was there at step 0). Dead capacity: the share "
